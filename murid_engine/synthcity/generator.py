@@ -1,0 +1,107 @@
+"""Writes a SynthCity benchmark to disk in the real layouts: the source in the GTA5 layout
+(palette label PNGs of Cityscapes label ids), the target in the Cityscapes layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from murid_engine.errors import UserError
+from murid_engine.imageio import atomic_write_bytes, write_palette_png, write_rgb
+from murid_engine.labels import LABELS, TRAIN_ID_TO_LABEL_ID
+from murid_engine.progress import progress
+
+from .domains import DOMAINS
+from .photometric import apply_camera
+from .scene import render_scene
+
+# Target cities: two for training, one held out for validation, as Cityscapes splits by city.
+TRAIN_CITIES = ("northgate", "riverside")
+VAL_CITIES = ("eastfield",)
+_SPLIT_CODE = {"source": 0, "train": 1, "val": 2}
+_LABEL_ID_COLORS = np.zeros((256, 3), dtype=np.uint8)
+for _l in LABELS:
+    _LABEL_ID_COLORS[_l.id] = _l.color
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    n_source: int = 600
+    n_target: int = 400
+    n_val: int = 100
+    width: int = 256
+    height: int = 128
+    seed: int = 0
+
+    def validate(self) -> "SynthConfig":
+        for name in ("n_source", "n_target", "n_val"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        if self.n_source + self.n_target + self.n_val == 0:
+            raise UserError("nothing to generate: all image counts are 0")
+        if not (32 <= self.width <= 4096 and 32 <= self.height <= 4096):
+            raise UserError(f"size {self.width}x{self.height} is outside 32..4096 pixels per side")
+        return self
+
+
+def render_image(domain: str, split: str, index: int, cfg: SynthConfig):
+    """(RGB uint8, train ids uint8) of one image; the same arguments always give the same image."""
+    rng = np.random.default_rng([cfg.seed, _SPLIT_CODE[split], index])
+    style = DOMAINS[domain]
+    render, label = render_scene(style, rng, cfg.width, cfg.height)
+    return apply_camera(render, label, style.photometric, rng), label
+
+
+def _jobs(cfg: SynthConfig, out: Path):
+    for i in range(cfg.n_source):
+        yield ("source", "source", i, out / "source" / "images" / f"{i:05d}.png",
+               out / "source" / "labels" / f"{i:05d}.png")
+    for split, n, cities in (("train", cfg.n_target, TRAIN_CITIES), ("val", cfg.n_val, VAL_CITIES)):
+        for i in range(n):
+            city = cities[i % len(cities)]
+            stem = f"{city}_{i // len(cities):06d}_000019"
+            yield ("target", split, i,
+                   out / "target" / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+                   out / "target" / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+
+
+def _write_one(job_and_cfg) -> None:
+    (domain, split, index, image_path, label_path), cfg = job_and_cfg
+    rgb, train_ids = render_image(domain, split, index, cfg)
+    label_ids = TRAIN_ID_TO_LABEL_ID[train_ids]
+    write_rgb(image_path, rgb)
+    if domain == "source":  # GTA5 stores label ids as the indices of a palette PNG
+        write_palette_png(label_path, label_ids, _LABEL_ID_COLORS)
+    else:
+        from murid_engine.imageio import write_grey_png
+
+        write_grey_png(label_path, label_ids)
+
+
+def generate(out: Path, cfg: SynthConfig, workers: int | None = None) -> dict:
+    """Write the benchmark into `out` (created if needed); returns the metadata written."""
+    cfg.validate()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "synthcity.json").exists():
+        raise UserError(f"{out} is not empty and is not a SynthCity folder; choose a new folder")
+    jobs = [(job, cfg) for job in _jobs(cfg, out)]
+    workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for _ in progress(pool.imap_unordered(_write_one, jobs, chunksize=8), "synth", len(jobs)):
+                pass
+    else:
+        for job in progress(jobs, "synth"):
+            _write_one(job)
+    meta = {"generator": "synthcity", "version": 1, **asdict(cfg),
+            "source": "source (gta5 layout)", "target": "target (cityscapes layout)",
+            "train_cities": list(TRAIN_CITIES), "val_cities": list(VAL_CITIES)}
+    atomic_write_bytes(out / "synthcity.json", (json.dumps(meta, indent=2) + "\n").encode())
+    return meta

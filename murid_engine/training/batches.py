@@ -1,0 +1,79 @@
+"""Training batches: every image decoded once into memory, then randomly scaled, cropped, flipped.
+
+Decoding a PNG costs more than a small network's training step on a CPU, so a dataset that fits
+in memory is decoded once. Labels are train ids; 255 is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from murid_engine.data.base import Dataset
+from murid_engine.progress import progress
+
+
+@dataclass
+class AugmentConfig:
+    crop: tuple[int, int] = (256, 128)  # width, height of a training crop
+    scale: tuple[float, float] = (0.75, 1.25)  # random rescale range before cropping
+    flip: bool = True
+
+
+class DecodedImages:
+    """All images (uint8 N×3×H×W) and, if given, labels (uint8 N×H×W) of a dataset, in memory."""
+
+    def __init__(self, dataset: Dataset, with_labels: bool, desc: str = "decode"):
+        images, labels = [], []
+        for i in progress(range(len(dataset)), desc, len(dataset)):
+            if with_labels:
+                image, label = dataset.read_pair(i)
+                labels.append(torch.from_numpy(label))
+            else:
+                image = dataset.read_image(i)
+            images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        self.images = images
+        self.labels = labels if with_labels else None
+        self.stems = [s.stem for s in dataset.samples]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _fit(t: torch.Tensor, h: int, w: int, fill: float) -> torch.Tensor:
+    """Pad (with `fill`) so that the tensor is at least h×w."""
+    ph, pw = max(0, h - t.shape[-2]), max(0, w - t.shape[-1])
+    if ph or pw:
+        t = F.pad(t, (0, pw, 0, ph), value=fill)
+    return t
+
+
+def augmented_batch(data: DecodedImages, indices: np.ndarray, aug: AugmentConfig,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(float images B×3×h×w in [0, 1], long labels B×h×w or None) for the given indices."""
+    cw, ch = aug.crop
+    images, labels = [], []
+    for i in indices:
+        img = data.images[i].float().div_(255.0)[None]
+        lab = data.labels[i][None, None].float() if data.labels is not None else None
+        s = rng.uniform(*aug.scale)
+        if abs(s - 1.0) > 1e-3:
+            size = (max(1, round(img.shape[-2] * s)), max(1, round(img.shape[-1] * s)))
+            img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+            if lab is not None:
+                lab = F.interpolate(lab, size=size, mode="nearest")
+        img = _fit(img, ch, cw, 0.0)
+        y0 = int(rng.integers(0, img.shape[-2] - ch + 1))
+        x0 = int(rng.integers(0, img.shape[-1] - cw + 1))
+        flip = aug.flip and rng.random() < 0.5
+        img = img[..., y0:y0 + ch, x0:x0 + cw]
+        images.append(img.flip(-1) if flip else img)
+        if lab is not None:
+            lab = _fit(lab, ch, cw, 255.0)[..., y0:y0 + ch, x0:x0 + cw]
+            labels.append(lab.flip(-1) if flip else lab)
+    x = torch.cat(images)
+    y = torch.cat(labels)[:, 0].long() if labels else None
+    return x, y
