@@ -12,9 +12,9 @@ import sys
 from murid_engine import __version__
 from murid_engine.errors import UserError
 
-from . import evaluate_cmd, inspect_cmd, synth_cmd
+from . import bench_cmd, evaluate_cmd, inspect_cmd, synth_cmd
 
-COMMANDS = (synth_cmd, inspect_cmd, evaluate_cmd)
+COMMANDS = (synth_cmd, inspect_cmd, evaluate_cmd, bench_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's one-line usage error
+        return int(exc.code or 0)
     try:
         return int(args.run(args) or 0)
     except UserError as exc:

@@ -17,7 +17,8 @@ from murid_engine.imageio import read_index_png
 from murid_engine.labels import LABEL_ID_TO_TRAIN_ID
 
 from .base import Dataset, Sample, check_values, require_dir
-from .gta5 import VALID_LABEL_IDS, pair_samples
+from .gta5 import VALID_LABEL_IDS
+from .pairing import pair_samples
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"

@@ -18,7 +18,7 @@ from murid_engine.imageio import list_images, read_index_png
 from murid_engine.labels import IGNORE, NUM_CLASSES
 
 from .base import Dataset, Sample, check_values, require_dir, require_nonempty
-from .gta5 import by_stem, pair_folders
+from .pairing import by_stem, pair_folders
 
 VALID_TRAIN_IDS = np.zeros(256, dtype=bool)
 VALID_TRAIN_IDS[:NUM_CLASSES] = True

@@ -15,7 +15,7 @@ from murid_engine.imageio import read_unchanged
 from murid_engine.labels import SYNTHIA_ID_TO_TRAIN_ID, SYNTHIA_MAX_ID
 
 from .base import Dataset, check_values, require_dir
-from .gta5 import check_no_split, pair_folders
+from .pairing import check_no_split, pair_folders
 
 # Indexed by a uint16 class id: only 0..SYNTHIA_MAX_ID are SYNTHIA classes.
 VALID_SYNTHIA_IDS = np.zeros(1 << 16, dtype=bool)

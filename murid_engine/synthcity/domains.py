@@ -56,7 +56,7 @@ SOURCE = DomainStyle(
     camera=Camera(height_m=(1.1, 1.5), focal=(0.55, 0.70), horizon=(0.40, 0.48)),
     object_scale=1.15,
     counts={
-        "car": 4.0, "truck": 1.0, "bus": 0.6, "train": 0.25, "person": 2.5, "motorcycle": 0.7,
+        "car": 5.0, "truck": 1.0, "bus": 0.6, "train": 0.25, "person": 2.5, "motorcycle": 0.7,
         "bicycle": 0.6, "pole": 3.0, "light": 0.9, "sign": 1.2, "tree": 2.0,
     },
     building_prob=0.62,
@@ -82,8 +82,8 @@ SOURCE = DomainStyle(
         BICYCLE: ((180, 30, 40), (30, 30, 30), (30, 140, 220)),
     },
     photometric=Photometric(
-        brightness=(0.95, 1.15), saturation=1.25, channel_gain=(1.0, 1.0, 1.0), gamma=1.0,
-        contrast=1.1, texture=0.03, shadows=(0, 1), blur_sigma=(0.0, 0.0),
+        brightness=(0.95, 1.15), saturation=1.1, channel_gain=(1.0, 1.0, 1.0), gamma=1.0,
+        contrast=1.05, texture=0.03, shadows=(0, 1), blur_sigma=(0.0, 0.0),
         noise_sigma=(0.0, 1.0), vignette=0.0,
     ),
 )
@@ -93,7 +93,7 @@ TARGET = DomainStyle(
     camera=Camera(height_m=(1.6, 2.1), focal=(0.45, 0.55), horizon=(0.34, 0.42)),
     object_scale=0.9,
     counts={
-        "car": 2.8, "truck": 0.5, "bus": 0.4, "train": 0.2, "person": 4.0, "motorcycle": 0.5,
+        "car": 3.5, "truck": 0.5, "bus": 0.4, "train": 0.2, "person": 4.0, "motorcycle": 0.5,
         "bicycle": 1.4, "pole": 4.0, "light": 1.2, "sign": 1.5, "tree": 3.0,
     },
     building_prob=0.55,
@@ -106,9 +106,9 @@ TARGET = DomainStyle(
         POLE: ((105, 105, 100), (80, 85, 80)),
         LIGHT: ((35, 35, 30), (150, 130, 60)),
         SIGN: ((200, 190, 90), (60, 90, 170), (180, 70, 60)),
-        VEGETATION: ((70, 110, 50), (85, 100, 45), (60, 95, 60)),
-        TERRAIN: ((130, 150, 90), (150, 140, 100), (120, 125, 85)),
-        SKY: ((185, 200, 215), (200, 205, 210), (160, 180, 205)),
+        VEGETATION: ((70, 135, 45), (60, 115, 50), (95, 140, 50)),
+        TERRAIN: ((125, 170, 85), (150, 160, 95), (135, 125, 85)),
+        SKY: ((110, 160, 232), (140, 175, 228), (100, 150, 222)),
         PERSON: ((90, 60, 60), (60, 70, 110), (160, 150, 120), (40, 40, 45), (190, 185, 180)),
         RIDER: ((170, 100, 60), (60, 120, 120), (140, 70, 110)),
         CAR: ((60, 70, 120), (140, 60, 55), (185, 185, 185), (35, 35, 38), (130, 130, 135)),
@@ -119,9 +119,9 @@ TARGET = DomainStyle(
         BICYCLE: ((140, 50, 55), (40, 40, 40), (60, 120, 170)),
     },
     photometric=Photometric(
-        brightness=(0.65, 1.0), saturation=0.75, channel_gain=(1.05, 1.0, 0.88), gamma=1.25,
-        contrast=0.85, texture=0.12, shadows=(1, 4), blur_sigma=(0.5, 1.0),
-        noise_sigma=(3.0, 7.0), vignette=0.25,
+        brightness=(0.85, 1.05), saturation=0.9, channel_gain=(1.04, 1.0, 0.92), gamma=1.05,
+        contrast=0.9, texture=0.08, shadows=(0, 3), blur_sigma=(0.4, 0.8),
+        noise_sigma=(2.0, 5.0), vignette=0.15,
     ),
 )
 

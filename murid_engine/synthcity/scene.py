@@ -206,7 +206,8 @@ def _place_objects(style: DomainStyle, road: Road, rng):
         return side * (hw + rng.uniform(0.4, max(0.5, sw - 0.3)))
 
     def depth(lo: float = 4.0, hi: float = 55.0) -> float:
-        return float(rng.uniform(lo, hi))
+        # Biased towards the camera, as street photos are: more near, large objects.
+        return float(lo + (hi - lo) * rng.random() ** 1.6)
 
     def sides() -> int:
         return int(rng.choice((-1, 1)))

@@ -47,5 +47,5 @@ def train_supervised(model: torch.nn.Module, data: DecodedImages, cfg: Supervise
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses

@@ -1,0 +1,1 @@
+"""MURID Studio desktop app: PySide6 + pyqtgraph views over the engine; owns no training logic."""
