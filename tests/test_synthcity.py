@@ -112,3 +112,29 @@ def test_refuses_a_folder_that_is_not_synthcity(tmp_path: Path, capsys) -> None:
     assert main(["synth", str(tmp_path), "--n-source", "1", "--n-target", "0", "--n-val", "0"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_inspect_and_evaluate_on_synthcity(synth: Path, tmp_path: Path, capsys) -> None:
+    assert main(["inspect", f"synthcity:{synth}", "--split", "source", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["kind"], report["n_images"], report["n_labelled"]) == ("synthcity", 6, 6)
+    assert abs(sum(report["class_pixel_fraction"].values()) - 1.0) < 1e-9
+
+    # Predictions equal to the labels score 1.0; wrecking one class's pixels lowers only that class.
+    val = open_dataset(f"synthcity:{synth}", "val")
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    road_pixels = 0
+    for i, sample in enumerate(val.samples):
+        label = val.read_label(i).copy()
+        road_pixels += int((label == 0).sum())
+        label[label == 0] = 1  # every road pixel predicted as sidewalk
+        Image.fromarray(label).save(pred_dir / f"{sample.stem}.png")
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", f"synthcity:{synth}", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["n_images"] == 3 and scores["per_class_iou"]["road"] == 0.0
+    sidewalk = sum(int((val.read_label(i) == 1).sum()) for i in range(len(val)))
+    assert abs(scores["per_class_iou"]["sidewalk"] - sidewalk / (sidewalk + road_pixels)) < 1e-12
+    others = [v for k, v in scores["per_class_iou"].items() if k not in ("road", "sidewalk") and v is not None]
+    assert others and all(v == 1.0 for v in others)
