@@ -12,15 +12,13 @@ import argparse
 import json
 from pathlib import Path
 
-from murid_engine.data import KINDS, open_dataset, parse_spec
+from murid_engine.data import KINDS, open_dataset, resolve_split
 from murid_engine.errors import UserError
 from murid_engine.evaluation import evaluate_predictions
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.metrics import SegmentationScores
 
 DEFAULT_SPLIT = "val"
-# These layouts have no splits and refuse one; without an explicit --split they read the folder.
-_NO_SPLIT_KINDS = ("gta5", "synthia")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,17 +56,10 @@ def run(args: argparse.Namespace) -> int:
         what = "does not exist" if not args.pred.exists() else "is not a folder"
         raise UserError(f"{args.pred} {what} (the --pred folder of predictions)")
     _check_json_target(args.json_out)
-    gt = open_dataset(args.gt, _split_for(args.gt, args.split))
+    gt = open_dataset(args.gt, resolve_split(args.gt, args.split, DEFAULT_SPLIT))
     scores = evaluate_predictions(args.pred, gt)
     _report(scores, args.json_out, title=f"{args.pred} vs {gt!r}")
     return 0
-
-
-def _split_for(spec: str, split: str | None) -> str | None:
-    if split is not None:
-        return split
-    kind, _ = parse_spec(spec)
-    return None if kind in _NO_SPLIT_KINDS else DEFAULT_SPLIT
 
 
 def _run_project(args: argparse.Namespace) -> int:

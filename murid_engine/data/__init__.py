@@ -14,6 +14,8 @@ from .synthcity import open_synthcity
 from .synthia import SynthiaDataset
 
 KINDS = ("gta5", "synthia", "cityscapes", "folder", "synthcity")
+# Layouts that are one set of images with no splits; they refuse any split but 'all'.
+SPLITLESS_KINDS = ("gta5", "synthia")
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -24,6 +26,14 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     if kind not in KINDS:
         raise UserError(f"unknown dataset kind '{kind}' in '{spec}' (kinds: {', '.join(KINDS)})")
     return kind, Path(path).expanduser()
+
+
+def resolve_split(spec: str, split: str | None, default: str) -> str | None:
+    """The split a command should open: the user's, else `default` where the kind has splits."""
+    if split is not None:
+        return split
+    kind, _ = parse_spec(spec)
+    return None if kind in SPLITLESS_KINDS else default
 
 
 def open_dataset(spec: str, split: str | None = None) -> Dataset:
@@ -40,4 +50,4 @@ def open_dataset(spec: str, split: str | None = None) -> Dataset:
     return open_synthcity(root, split)
 
 
-__all__ = ["Dataset", "Sample", "KINDS", "parse_spec", "open_dataset"]
+__all__ = ["Dataset", "Sample", "KINDS", "SPLITLESS_KINDS", "parse_spec", "resolve_split", "open_dataset"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from murid_engine.errors import UserError
-from murid_engine.imageio import atomic_write_bytes, write_palette_png, write_rgb
+from murid_engine.imageio import atomic_write_bytes, write_grey_png, write_palette_png, write_rgb
 from murid_engine.labels import LABELS, TRAIN_ID_TO_LABEL_ID
 from murid_engine.progress import progress
 
@@ -78,8 +78,6 @@ def _write_one(job_and_cfg) -> None:
     if domain == "source":  # GTA5 stores label ids as the indices of a palette PNG
         write_palette_png(label_path, label_ids, _LABEL_ID_COLORS)
     else:
-        from murid_engine.imageio import write_grey_png
-
         write_grey_png(label_path, label_ids)
 
 
