@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from murid_engine.labels import IGNORE
 from murid_engine.progress import progress
 
+from .optim import poly_lr
 from .batches import AugmentConfig, DecodedImages, augmented_batch
 
 
@@ -23,10 +24,6 @@ class SupervisedConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
-    return base * (1.0 - it / max(1, total)) ** power
 
 
 def train_supervised(model: torch.nn.Module, data: DecodedImages, cfg: SupervisedConfig,

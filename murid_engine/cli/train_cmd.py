@@ -1,0 +1,93 @@
+"""`murid train`: create (or reopen) a project and run the MURID stages in it.
+
+    murid train --project DIR [--source KIND:PATH] [--target KIND:PATH] [--preset NAME]
+                [--stages warmup,adapt,curriculum,distill] [--set key=value ...] [--resume]
+                [--no-mr] [--no-curriculum] [--no-distill]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from murid_engine.config import apply_overrides, list_presets, load_preset
+from murid_engine.errors import UserError
+from murid_engine.project import Project
+from murid_engine.run_config import RunConfig
+
+from .progress_sink import TerminalSink
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the MURID teacher (and student) in a project folder",
+                       description="Create a project (or continue one with --resume) and run its "
+                                   "stages: warmup, adapt, curriculum, distill.")
+    p.add_argument("--project", type=Path, required=True, metavar="DIR", help="project folder")
+    p.add_argument("--source", metavar="KIND:PATH", help="labelled source domain, e.g. gta5:/data/gta5")
+    p.add_argument("--target", metavar="KIND:PATH",
+                   help="unlabelled target domain, e.g. cityscapes:/data/cityscapes")
+    p.add_argument("--preset", default=None,
+                   help=f"preset name ({', '.join(list_presets())}) or JSON file; default cpu-demo")
+    p.add_argument("--stages", default=None, help="comma-separated stages to run, in order")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one setting, e.g. --set curriculum.iterations_per_round=200")
+    p.add_argument("--resume", action="store_true", help="continue the project's interrupted run")
+    p.add_argument("--no-mr", action="store_true", help="ablation: no Mutual Refinement")
+    p.add_argument("--no-curriculum", action="store_true", help="ablation: no self-training rounds")
+    p.add_argument("--no-distill", action="store_true",
+                   help="ablation: the student learns from pseudo-labels only")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(run=run)
+
+
+def configure(args: argparse.Namespace, base: RunConfig) -> RunConfig:
+    """The preset (or stored config) with the command line's changes, validated."""
+    cfg = apply_overrides(base, list(args.overrides))
+    if args.source:
+        cfg.data.source = args.source
+    if args.target:
+        cfg.data.target = args.target
+    if args.stages:
+        cfg = apply_overrides(cfg, [f"stages={args.stages}"], where="--stages")
+    if args.device:
+        cfg = apply_overrides(cfg, [f"device={args.device}"], where="--device")
+    cfg = cfg.ablate(no_mr=args.no_mr, no_curriculum=args.no_curriculum, no_distill=args.no_distill)
+    return cfg.validate()
+
+
+def open_or_create(args: argparse.Namespace) -> Project:
+    changes = bool(args.source or args.target or args.preset or args.stages or args.overrides
+                   or args.no_mr or args.no_curriculum or args.no_distill or args.device)
+    if Project.is_project(args.project):
+        project = Project.open(args.project)
+        if project.latest_checkpoint() is not None:
+            if not args.resume:
+                raise UserError(f"{args.project} already holds a training run; continue it with "
+                                "--resume, or train in a new project folder")
+            if changes:
+                raise UserError("--resume continues a run with its own settings; leave out "
+                                "--source, --target, --preset, --stages, --set and the ablations")
+            return project
+        base = load_preset(args.preset) if args.preset else project.config
+        project.save_config(configure(args, base))
+        return project
+    if args.resume:
+        raise UserError(f"{args.project} is not a MURID project, so there is nothing to resume")
+    cfg = configure(args, load_preset(args.preset or "cpu-demo"))
+    return Project.create(args.project, cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    project = open_or_create(args)
+    from murid_engine.pipeline import run_pipeline  # torch is imported only when training
+
+    with TerminalSink() as sink:
+        done = run_pipeline(project, sink, resume=args.resume)
+    if not done:
+        print(f"stopped; continue with: murid train --project {args.project} --resume")
+        return 130
+    for record in project.read_metrics():
+        if record.get("kind") == "eval":
+            print(f"{record['stage']:<11} {record['model']:<12} target-val mIoU {100 * record['miou']:.2f}")
+    print(f"project {args.project}: checkpoints in {project.checkpoints_dir}")
+    return 0

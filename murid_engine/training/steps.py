@@ -1,0 +1,87 @@
+"""One optimiser step of each teacher stage; each returns its named loss parts (timm style).
+
+warmup      source cross-entropy on the plain network (no target, no MR);
+adapt       the teacher on a source and a target batch together (MR active): source
+            cross-entropy plus target entropy (ADVENT);
+curriculum  DACS-style self-training on the round's pseudo-labels: the EMA teacher labels the
+            target crop online where the round left a pixel below its class threshold, half of
+            the source classes are pasted onto the target crop (ClassMix), the mixed image is
+            colour-jittered and blurred, and below-threshold pixels are weighted by the share of
+            confident pixels (DACS); pixels the round kept, and the user's painted labels, count
+            fully.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from murid_engine.labels import IGNORE
+from murid_engine.models.teacher import MuridTeacher
+from murid_engine.run_config import RunConfig
+
+from .augment import classmix_masks, mix, photometric
+from .losses import entropy, segmentation_ce, weighted_ce
+from .round_labels import FILL, NO_LOSS
+
+DACS_CONFIDENCE = 0.968  # DACS's confidence threshold for its pseudo-label weight
+
+
+@dataclass
+class Batch:
+    source: torch.Tensor
+    source_labels: torch.Tensor
+    target: torch.Tensor | None = None
+    target_labels: torch.Tensor | None = None  # round maps: class ids, FILL or NO_LOSS
+
+
+def warmup_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    out = model.forward_single(batch.source)["out"]
+    return {"source_ce": segmentation_ce(out, batch.source_labels)}
+
+
+def adapt_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    out = model(batch.source, batch.target)
+    losses = {"source_ce": segmentation_ce(out["source"], batch.source_labels)}
+    if cfg.adapt.entropy_weight > 0:
+        losses["target_entropy"] = cfg.adapt.entropy_weight * entropy(out["target"])
+    return losses
+
+
+@torch.no_grad()
+def online_labels(ema: MuridTeacher, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, weights) of the target crop: the round's labels, filled in by the EMA teacher."""
+    ema.eval()
+    probs = torch.softmax(ema(batch.source, batch.target)["target"].float(), dim=1)
+    conf, pred = probs.max(dim=1)
+    stored = batch.target_labels
+    fill = stored == FILL
+    labels = torch.where(fill, pred, stored)
+    labels = torch.where(stored == NO_LOSS, torch.full_like(labels, IGNORE), labels)
+    # DACS: below-threshold pixels are weighted by the share of confident ones among them.
+    confident = (conf > DACS_CONFIDENCE) & fill
+    q = confident.sum().float() / fill.sum().clamp(min=1)
+    weights = torch.where(fill, q, torch.ones_like(conf))
+    return labels, weights
+
+
+def curriculum_step(model: MuridTeacher, ema: MuridTeacher, batch: Batch, cfg: RunConfig,
+                    gen: torch.Generator) -> dict[str, torch.Tensor]:
+    c = cfg.curriculum
+    labels, weights = online_labels(ema, batch)
+    if not c.confidence_weighted:
+        weights = torch.ones_like(weights)
+    source, target = batch.source, batch.target
+    if c.classmix:
+        masks = classmix_masks(batch.source_labels, gen)
+        target = mix(masks, source, target)
+        labels = mix(masks, batch.source_labels, labels)
+        weights = mix(masks, torch.ones_like(weights), weights)
+    if c.photometric:
+        source = photometric(source, gen)
+        target = photometric(target, gen)
+    model.train()
+    out = model(source, target)
+    return {"source_ce": segmentation_ce(out["source"], batch.source_labels),
+            "target_ce": weighted_ce(out["target"], labels, weights)}
