@@ -198,6 +198,9 @@ class TeacherTrainer:
                 self.strip.emit(self.sink, stage, it, self._inference_model(stage))
             if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
                 self._save(stage, it)
+            if stage == "curriculum" and it % cfg.curriculum.iterations_per_round == 0 and it < total:
+                # A score per round shows the curriculum's progress (the last one is the stage's).
+                self._evaluate(stage, "teacher", self._inference_model(stage), it, round_no)
         self._finish_stage(stage, total)
         self.sink(StageFinished(stage))
         return True
@@ -301,14 +304,18 @@ class TeacherTrainer:
                         stage=stage, iteration=total)
         self._evaluate(stage, "teacher", BankedTeacher(final, bank))
 
-    def _evaluate(self, stage: str, name: str, model: torch.nn.Module) -> None:
+    def _evaluate(self, stage: str, name: str, model: torch.nn.Module, it: int | None = None,
+                  round_no: int | None = None) -> None:
         if self.domains is None or not self.domains.val_labelled:
             return
         scores = evaluate_model(model, self.domains.val, desc=f"evaluate {name}",
                                 size=self.cfg.data.target_size, device=self.device)
         record = scores.to_json()
-        self.project.append_metrics({"kind": "eval", "stage": stage, "model": name,
-                                     "iteration": self.stage_length(stage), "time_s": self._elapsed(),
+        it = self.stage_length(stage) if it is None else it
+        if stage == "curriculum" and round_no is None:
+            round_no = self.cfg.curriculum.rounds
+        self.project.append_metrics({"kind": "eval", "stage": stage, "model": name, "iteration": it,
+                                     "round": round_no, "time_s": self._elapsed(),
                                      "miou": record["miou"], "per_class_iou": record["per_class_iou"],
                                      "pixel_acc": record["pixel_acc"]})
         self.sink(EvaluationResult(name, record))

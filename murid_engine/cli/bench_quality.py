@@ -1,0 +1,47 @@
+"""`murid bench quality`: the ablation table of docs/BENCHMARKS.md (registered by bench_cmd)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from murid_engine.errors import UserError
+from murid_engine.imageio import atomic_write_bytes
+
+
+def register_quality(which) -> None:
+    from murid_engine.bench.quality import RUNS, QualityConfig
+
+    d = QualityConfig(Path(), Path())
+    p = which.add_parser("quality", help="target mIoU of each stage and ablation, and the oracle",
+                         description="Train the preset on a SynthCity folder in full and per "
+                                     "ablation, and the oracle; print target-val mIoU and wall time.")
+    p.add_argument("--data", type=Path, required=True, help="a SynthCity folder (`murid synth`)")
+    p.add_argument("--workdir", type=Path, required=True, help="new folder for the runs' projects")
+    p.add_argument("--preset", default=d.preset, help=f"preset ({d.preset})")
+    p.add_argument("--runs", default=",".join(d.runs),
+                   help=f"comma-separated runs among {', '.join(RUNS)} ({','.join(d.runs)})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a setting of every run")
+    p.add_argument("--oracle-iterations", type=int, default=d.oracle_iterations,
+                   help=f"iterations of the oracle ({d.oracle_iterations})")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"CPU threads ({d.threads})")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(run=run_quality_cmd)
+
+
+def run_quality_cmd(args) -> int:
+    from murid_engine.bench.quality import QualityConfig, format_quality, run_quality
+    from murid_engine.cli.progress_sink import TerminalSink
+
+    if args.threads < 1 or args.oracle_iterations < 1:
+        raise UserError("--threads and --oracle-iterations must be 1 or more")
+    cfg = QualityConfig(args.data, args.workdir, args.preset,
+                        tuple(r.strip() for r in args.runs.split(",") if r.strip()),
+                        tuple(args.overrides), args.oracle_iterations, args.threads)
+    with TerminalSink() as sink:
+        result = run_quality(cfg, sink)
+    if args.json_out:
+        atomic_write_bytes(Path(args.json_out), (json.dumps(result, indent=2) + "\n").encode())
+    print(format_quality(result))
+    return 0
