@@ -37,6 +37,7 @@ from murid_engine.jobs import (
     StageStarted,
 )
 from murid_engine.models.banked import BankedTeacher, bank_to_state
+from murid_engine.models.pretrained import load_pretrained
 from murid_engine.models.teacher import MuridTeacher, SourceBank
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
@@ -108,6 +109,9 @@ class TeacherTrainer:
         if not resume and self.project.latest_checkpoint() is not None:
             raise UserError(f"{self.project.root} already holds a training run; "
                             "continue it with --resume, or train in a new project folder")
+        if self.project.latest_checkpoint() is None and self.cfg.model.pretrained:
+            report = load_pretrained(self.model.net.backbone, self.cfg.model.pretrained)
+            self.sink(Message(report.summary()))
         self.domains = Domains.load(self.cfg)
         self.strip = PreviewStrip.choose(self.domains, self.device)
         for stage in stages[stages.index(start.stage):]:
