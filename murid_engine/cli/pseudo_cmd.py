@@ -1,0 +1,79 @@
+"""`murid pseudo`: write the project's next pseudo-label round with its current teacher.
+
+    murid pseudo --project DIR [--portion P] [--device D]
+
+The round is numbered after the latest complete one (from 1) and written exactly as the
+curriculum writes its rounds (training.round_labels.label_round), so the user's threshold
+overrides and edits apply, the Review view can open it, and a resumed curriculum trains on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from murid_engine.errors import UserError
+from murid_engine.project import Project
+
+from .predict_cmd import device_option
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pseudo", help="write the next pseudo-label round with the project's teacher",
+                       description="Label the project's target-train images with its adapted teacher "
+                                   "(checkpoints/teacher.pt) and write them as the next round: "
+                                   "pseudo-labels, confidence maps, per-class thresholds and "
+                                   "kept-pixel statistics.")
+    p.add_argument("--project", type=Path, required=True, metavar="DIR", help="a trained project folder")
+    p.add_argument("--portion", type=float, default=None, metavar="P",
+                   help="fraction of each class's most confident pixels to keep, in (0, 1] "
+                        "(default: the project's portion override, else the curriculum schedule)")
+    p.add_argument("--device", type=device_option, default=None,
+                   help="auto, cpu, cuda or cuda:N (default: the project's setting)")
+    p.set_defaults(run=run)
+
+
+def check_portion(portion: float | None) -> None:
+    # `not 0 < p <= 1` is also true for NaN, which float() accepts from the command line.
+    if portion is not None and not (0 < portion <= 1):
+        raise UserError(f"--portion must be a number in (0, 1], not {portion:g}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_portion(args.portion)
+    project = Project.open(args.project)
+    cfg = project.config
+    if not cfg.data.target:
+        raise UserError(f"{project.project_file} names no target dataset (data.target) to pseudo-label")
+    # torch and the models load only now, so that `murid --help` and argument errors stay fast.
+    from murid_engine.data import open_dataset
+    from murid_engine.model_store import project_model
+    from murid_engine.training.batches import DecodedImages
+    from murid_engine.training.round_labels import label_round, round_portion
+    from murid_engine.training.trainer import resolve_device
+
+    teacher = project_model(project, "teacher")  # one-sentence error when not trained yet
+    device = resolve_device(args.device or cfg.device)
+    r = (project.latest_round() or 0) + 1
+    portion = args.portion if args.portion is not None else round_portion(project, r)
+    target = DecodedImages(open_dataset(cfg.data.target, cfg.data.target_split), with_labels=False,
+                           desc="decode target", size=cfg.data.target_size)
+    info = label_round(project, r, portion, teacher.model.to(device), target, device)
+    print(format_round(project.round_dir(r), info))
+    return 0
+
+
+def format_round(round_dir: Path, info: dict) -> str:
+    """The round's folder, portion, kept fraction, and a per-class table of kept pixels."""
+    lines = [f"round {info['round']} written to {round_dir}",
+             f"portion {info['portion']:g}, {len(info['images'])} images, "
+             f"kept fraction {info['kept_fraction']:.4f}"]
+    names = [n for n, count in info["predicted_pixels"].items() if count > 0]
+    if names:
+        width = max(len(n) for n in names)
+        lines.append(f"{'class':<{width}}  threshold  {'kept':>9}  {'predicted':>9}  kept%")
+        for name in names:
+            kept, predicted = info["kept_pixels"][name], info["predicted_pixels"][name]
+            lines.append(f"{name:<{width}}  {info['thresholds'][name]:>9.3f}  {kept:>9}  {predicted:>9}  "
+                         f"{100 * kept / predicted:5.1f}")
+    return "\n".join(lines)
