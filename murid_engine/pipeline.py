@@ -32,14 +32,29 @@ def stop_on_interrupt(control: Control):
 
 def run_pipeline(project: Project, sink: EventSink | None = None, control: Control | None = None,
                  resume: bool = False) -> bool:
-    """Run the project's stages; False when stopped (a checkpoint was saved to resume from)."""
-    from murid_engine.training.trainer import TeacherTrainer  # torch loads only when training
+    """Run the project's stages; False when stopped (a checkpoint was saved to resume from).
+
+    The teacher's stages come first; then, when 'distill' is among the stages and
+    distill.enabled, the student is distilled from the teacher it just wrote. A resumed run
+    whose distillation had started goes straight back to it: the teacher was complete then.
+    """
+    # torch loads only when training
+    from murid_engine.distill import StudentTrainer, distill_wanted
+    from murid_engine.training.trainer import TeacherTrainer
 
     sink = sink or NullSink()
     control = control or Control()
     try:
         with stop_on_interrupt(control):
-            return TeacherTrainer(project, sink, control).run(resume=resume)
+            teacher = TeacherTrainer(project, sink, control)
+            if not (resume and distill_wanted(project.config)
+                    and StudentTrainer.has_resume_point(project)):
+                if not teacher.run(resume=resume):
+                    return False
+            if not distill_wanted(project.config):
+                return True
+            student = StudentTrainer(project, sink, control, domains=teacher.domains)
+            return student.run(resume=resume)
     except Exception as exc:
         sink(JobError.from_exception(exc))
         raise

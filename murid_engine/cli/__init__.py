@@ -12,9 +12,11 @@ import sys
 from murid_engine import __version__
 from murid_engine.errors import UserError
 
-from . import bench_cmd, evaluate_cmd, inspect_cmd, predict_cmd, pseudo_cmd, synth_cmd, train_cmd
+from . import (bench_cmd, distill_cmd, evaluate_cmd, export_cmd, inspect_cmd, predict_cmd, pseudo_cmd,
+               synth_cmd, train_cmd)
 
-COMMANDS = (synth_cmd, inspect_cmd, train_cmd, pseudo_cmd, evaluate_cmd, predict_cmd, bench_cmd)
+COMMANDS = (synth_cmd, inspect_cmd, train_cmd, pseudo_cmd, distill_cmd, evaluate_cmd, predict_cmd,
+            export_cmd, bench_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -21,6 +23,52 @@ def register(sub) -> None:
     gap.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
     gap.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     gap.set_defaults(run=run_gap_cmd)
+    speed = which.add_parser("speed", help="ms per target image: teacher (with its source bank) vs student",
+                             description="Time the teacher (its MR attention to the source bank "
+                                         "included) and the student on one image, after a warm-up.")
+    speed.add_argument("--project", type=Path, metavar="DIR",
+                       help="a project with a teacher and a student (default: untrained cpu-demo models)")
+    speed.add_argument("--size", type=parse_size, metavar="WxH",
+                       help="input size (default: the project's target images, or 256x128)")
+    speed.add_argument("--threads", type=int, default=None,
+                       help="CPU threads (default: torch's current count)")
+    speed.add_argument("--seconds", type=float, default=1.0,
+                       help="least time spent timing each model (1.0)")
+    speed.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
+                       help="print the results as JSON only (or write them to FILE)")
+    speed.set_defaults(run=run_speed_cmd)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text)
+    if not m or min(int(m.group(1)), int(m.group(2))) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive WIDTHxHEIGHT, e.g. 256x128")
+    return int(m.group(1)), int(m.group(2))
+
+
+def run_speed_cmd(args) -> int:
+    from murid_engine.bench.speed import bench_speed
+
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be 1 or more, not {args.threads}")
+    if not args.seconds > 0:
+        raise UserError(f"--seconds must be positive, not {args.seconds}")
+    if args.json_out not in (None, "-") and Path(args.json_out).is_dir():
+        raise UserError(f"--json {args.json_out} is a folder; give a file name")
+    result = bench_speed(args.project, args.size, args.threads, min_seconds=args.seconds)
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json_out == "-":
+        print(text, end="")
+        return 0
+    if args.json_out:
+        atomic_write_bytes(Path(args.json_out), text.encode())
+    w, h = result["input_size"]
+    print(f"{result['models']}")
+    print(f"input {w}x{h}, batch 1, {result['threads']} thread(s), {result['device']}")
+    print(f"teacher_ms {result['teacher_ms']:.2f}  (with its source bank)")
+    print(f"student_ms {result['student_ms']:.2f}")
+    print(f"speedup    {result['speedup']:.2f}x")
+    return 0
 
 
 def run_gap_cmd(args) -> int:

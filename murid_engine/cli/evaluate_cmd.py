@@ -3,13 +3,17 @@
     murid evaluate --pred DIR --gt KIND:PATH [--split val] [--json FILE|-]
     murid evaluate --project DIR [--model teacher|student|both] [--target KIND:PATH] [--split val] [--json FILE|-]
 
-Scores are fractions 0..1 in JSON and percents in the text table.
+Scores are fractions 0..1 in JSON and percents in the text table. With --project, teacher,
+student and (with --model both) the source-only model are evaluated side by side, each timed
+in ms per target image, and a report (HTML, confusion-matrix PNGs, JSON) is written into the
+project's reports/ folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from murid_engine.data import KINDS, open_dataset, resolve_split
@@ -38,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --project: evaluate on this dataset instead of the project's target")
     p.add_argument("--split", default=None,
                    help=f"split to evaluate (default: {DEFAULT_SPLIT}; gta5 and synthia have no splits)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="with --project: CPU threads for the speed measurement (default: torch's count)")
     p.add_argument("--json", dest="json_out", metavar="FILE",
                    help="also write the scores as JSON to FILE ('-': print only the JSON on stdout)")
     p.set_defaults(run=run)
@@ -65,18 +71,81 @@ def run(args: argparse.Namespace) -> int:
 def _run_project(args: argparse.Namespace) -> int:
     if args.gt is not None:
         raise UserError("--gt goes with --pred; with --project use --target KIND:PATH")
-    project: Path = args.project
-    if not project.is_dir():
-        what = "does not exist" if not project.exists() else "is a file"
-        raise UserError(f"{project} is not a project folder (it {what})")
-    checkpoints = project / "checkpoints"
+    folder: Path = args.project
+    if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is a file"
+        raise UserError(f"{folder} is not a project folder (it {what})")
+    checkpoints = folder / "checkpoints"
     if not checkpoints.is_dir() or not any(p.is_file() for p in checkpoints.iterdir()):
-        raise UserError(f"evaluating a project needs `murid train` first: {project} has no checkpoint")
-    # Evaluating checkpoints arrives with the training engine; until then say so plainly.
-    raise UserError(
-        f"evaluating the checkpoints of {project} is not available in this version; "
-        "write predictions with `murid predict` and use --pred DIR --gt KIND:PATH"
-    )
+        raise UserError(f"evaluating a project needs `murid train` first: {folder} has no checkpoint")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be 1 or more, not {args.threads}")
+    _check_json_target(args.json_out)
+    from murid_engine.comparison import available_models, compare_models  # torch: only when used
+    from murid_engine.project import Project
+    from murid_engine.report import write_report
+    from murid_engine.training.trainer import resolve_device
+
+    project = Project.open(folder)
+    which = args.model or "both"
+    if which == "both":
+        held = available_models(project)
+        names = [n for n in held if n in ("source_only", "student")] + ["teacher"]
+        if "student" not in held:
+            print(f"note: {folder} has no student yet (run `murid distill`); evaluating the teacher",
+                  file=sys.stderr)
+    else:
+        names = [which]
+    cfg = project.config
+    spec = args.target or cfg.data.target
+    if not spec:
+        raise UserError(f"{folder} has no target dataset (data.target); give --target KIND:PATH")
+    dataset = open_dataset(spec, resolve_split(spec, args.split, cfg.data.val_split)).require_labels()
+    comparison = compare_models(project, names, dataset, args.threads, resolve_device(cfg.device))
+    report = write_report(project.reports_dir, comparison)
+    data = {**comparison.to_json(), "report": str(report)}
+    text = json.dumps(data, indent=2) + "\n"
+    if args.json_out == "-":
+        print(text, end="")
+        return 0
+    if args.json_out is not None:
+        _write(Path(args.json_out), text)
+    print(format_comparison(comparison))
+    print(f"report written to {report}")
+    if args.json_out is not None:
+        print(f"scores written to {args.json_out}")
+    return 0
+
+
+def format_comparison(c) -> str:
+    """Models side by side: per-class IoU, the means, pixel accuracy and speed (percent, ms)."""
+    w, h = c.speed_size
+    titles = [m.title for m in c.models]
+    width = max(9, *(len(t) + 1 for t in titles))
+    lines = [f"{c.dataset}", f"{'class':<15}" + "".join(f"{t:>{width}}" for t in titles),
+             "-" * (15 + width * len(titles))]
+    names = c.models[0].scores.class_names()
+    for i, name in enumerate(names):
+        lines.append(f"{name:<15}" + "".join(f"{_pct(m.scores.iou[i]):>{width}}" for m in c.models))
+    lines.append("-" * (15 + width * len(titles)))
+    for label, get in (("mIoU", lambda s: s.miou), ("mIoU16", lambda s: s.miou16),
+                       ("mIoU13", lambda s: s.miou13), ("pixel accuracy", lambda s: s.pixel_acc)):
+        lines.append(f"{label:<15}" + "".join(f"{_pct(get(m.scores)):>{width}}" for m in c.models))
+    lines.append(f"{'ms / image':<15}" + "".join(f"{m.speed.ms:>{width}.2f}" for m in c.models))
+    ups = [c.speedup(m.name) for m in c.models]
+    if c.model("teacher") is not None:
+        lines.append(f"{'vs teacher':<15}" + "".join(
+            f"{'-' if u is None else f'{u:.2f}x':>{width}}" for u in ups))
+    lines.append(f"speed: one {w}x{h} image, {c.threads} thread(s), {c.device}, after a warm-up; "
+                 "the teacher's time includes its source bank")
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _check_json_target(json_out: str | None) -> None:

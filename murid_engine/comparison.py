@@ -1,0 +1,100 @@
+"""A project's models side by side on a labelled target split: scores and speed.
+
+Each model (source-only, teacher with its source bank, student) is evaluated over the whole
+split (`murid_engine.inference.evaluate_model`: the same confusion matrix, IoU and mIoU as
+`murid evaluate --pred`) and timed on one image at the size it sees target images at
+(`murid_engine.bench.speed.measure_ms`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from murid_engine.bench.speed import Speed, measure_ms
+from murid_engine.data.base import Dataset
+from murid_engine.imageio import image_size
+from murid_engine.metrics import SegmentationScores
+from murid_engine.model_store import project_model
+from murid_engine.project import Project
+
+ORDER = ("source_only", "teacher", "student")  # lower bound first, the deployed model last
+TITLES = {"source_only": "source-only", "teacher": "teacher", "student": "student"}
+
+
+@dataclass
+class ModelResult:
+    name: str  # 'source_only', 'teacher' or 'student'
+    scores: SegmentationScores
+    speed: Speed
+    backbone: str
+    checkpoint: Path
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.name, self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.scores.to_json(), "ms": self.speed.ms, "speed": self.speed.to_json(),
+                "backbone": self.backbone, "checkpoint": str(self.checkpoint)}
+
+
+@dataclass
+class Comparison:
+    project: Path
+    dataset: str  # what was evaluated, e.g. "cityscapes:/data/cs, split=val (500 images)"
+    split: str | None
+    eval_size: tuple[int, int] | None  # (w, h) images are resized to for the network; None = native
+    speed_size: tuple[int, int]  # (w, h) of the timed input
+    threads: int
+    device: str
+    models: list[ModelResult]
+
+    def model(self, name: str) -> ModelResult | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def speedup(self, name: str) -> float | None:
+        """How many times faster than the teacher `name` runs (None without a teacher)."""
+        teacher, other = self.model("teacher"), self.model(name)
+        if teacher is None or other is None or other.speed.ms <= 0:
+            return None
+        return round(teacher.speed.ms / other.speed.ms, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": str(self.project), "dataset": self.dataset, "split": self.split,
+            "input_size": list(self.speed_size), "threads": self.threads, "device": self.device,
+            "models": {m.name: {**m.to_json(), "speedup_vs_teacher": self.speedup(m.name)}
+                       for m in self.models},
+        }
+
+
+def available_models(project: Project) -> list[str]:
+    """The models whose checkpoints the project holds, in ORDER."""
+    return [n for n in ORDER if project.checkpoint_path(n).is_file()]
+
+
+def compare_models(project: Project, names: list[str], dataset: Dataset, threads: int | None = None,
+                   device: torch.device | str = "cpu") -> Comparison:
+    """Evaluate and time each named model of the project on `dataset` (labelled)."""
+    from murid_engine.inference import evaluate_model  # torch-heavy; imported when used
+
+    cfg = project.config
+    eval_size = tuple(cfg.data.target_size) if cfg.data.target_size else None
+    speed_size = eval_size or tuple(image_size(dataset.samples[0].image))
+    threads = torch.get_num_threads() if threads is None else threads
+    results = []
+    names = sorted(names, key=ORDER.index)
+    models = [project_model(project, name) for name in names]  # every missing model fails first
+    for name, loaded in zip(names, models):
+        model = loaded.model.to(device)
+        scores = evaluate_model(model, dataset, desc=f"evaluate {TITLES[name]}", size=eval_size,
+                                device=device)
+        speed = measure_ms(model, speed_size, threads, device)
+        backbone = (loaded.config.student_model if name == "student" else loaded.config.model).backbone
+        results.append(ModelResult(name, scores, speed, backbone, loaded.path))
+    return Comparison(project.root, repr(dataset), dataset.split, eval_size, speed_size, threads,
+                      str(torch.device(device)), results)
