@@ -248,6 +248,30 @@ def test_a_project_without_rounds_gets_round_one_from_the_teacher(trained, tmp_p
     assert project.rounds() == [1]
 
 
+def test_a_student_of_another_backbone_distils_from_its_imagenet_file(trained, tmp_path):
+    from murid_engine.jobs import Message
+    from murid_engine.models.resnet import resnet18
+
+    weights = resnet18().state_dict()
+    weights["fc.weight"] = torch.zeros(1000, 512)  # an ImageNet file has its classifier too
+    torch.save(weights, tmp_path / "resnet18.pth")
+    project = _prepared(trained[1], tmp_path / "p", iterations=1)
+    cfg = copy.deepcopy(project.config)
+    cfg.student_model = ModelConfig(backbone="resnet18", aspp_rates=(1, 2),
+                                    pretrained=str(tmp_path / "resnet18.pth"))
+    project.save_config(cfg)
+    sink = CollectingSink()
+    assert StudentTrainer(project, sink).run()
+    texts = [e.text for e in sink.of_type(Message)]
+    assert any("initialised at random" in t for t in texts)
+    assert any(t.startswith("ImageNet weights") and f"{len(resnet18().state_dict())} tensors loaded" in t
+               for t in texts), texts
+    parts = {k for e in sink.of_type(Losses) for k in e.values}
+    assert {"kl", "feature"} <= parts  # 64/128 student channels mapped onto the teacher's 32/48
+    loaded = load_model(project.checkpoint_path("student"))
+    assert loaded.model.backbone.stage_channels == (64, 128, 256, 512)
+
+
 # -------------------------------------------------------------------------------- the CLI
 
 def test_distill_command_retrains_the_student(trained, tmp_path):

@@ -36,6 +36,7 @@ from murid_engine.jobs import (
     StageFinished,
     StageStarted,
 )
+from murid_engine.models.pretrained import load_pretrained
 from murid_engine.models.teacher import own_batch_stats
 from murid_engine.project import Project
 from murid_engine.training.batches import DecodedImages, augmented_batch
@@ -102,6 +103,10 @@ class StudentTrainer:
             # A new distillation replaces the records of an earlier one.
             self.project.rewind_metrics(lambda r: r.get("stage") != STAGE)
             self.sink(Message(init.note))
+            if init.copied == 0 and self.cfg.student_model.pretrained:
+                # A student of another backbone starts from the user's ImageNet file, if given.
+                report = load_pretrained(self.student.backbone, self.cfg.student_model.pretrained)
+                self.sink(Message(report.summary()))
         if first >= self.total and self.project.checkpoint_path(FINAL).is_file():
             self.sink(Message("the student is already distilled; nothing to resume"))
             return True
