@@ -23,8 +23,7 @@ from murid_engine.jobs import EventSink
 from murid_engine.project import Project
 
 RUNS = ("full", "no-mr", "no-curriculum", "no-distill", "oracle")
-ABLATIONS = {"full": {}, "no-mr": {"no_mr": True}, "no-curriculum": {"no_curriculum": True},
-             "no-distill": {"no_distill": True}}
+ABLATIONS = {"full": {}, "no-mr": {"no_mr": True}, "no-curriculum": {"no_curriculum": True}}
 
 
 @dataclass
@@ -32,7 +31,7 @@ class QualityConfig:
     data: Path  # a SynthCity folder
     workdir: Path  # one project folder per run is made here
     preset: str = "cpu-demo"
-    runs: tuple[str, ...] = ("full", "no-mr", "no-curriculum", "oracle")
+    runs: tuple[str, ...] = ("full", "no-distill", "no-mr", "no-curriculum", "oracle")
     overrides: tuple[str, ...] = ()  # --set key=value for every run
     oracle_iterations: int = 2000
     threads: int = 2
@@ -69,6 +68,33 @@ def _project_run(cfg: QualityConfig, run: str, sink: EventSink) -> RunResult:
     return RunResult(run, round(wall, 1), evals)
 
 
+def _no_distill_run(cfg: QualityConfig, sink: EventSink) -> RunResult:
+    """The student of the full run's teacher, trained on pseudo-labels alone (--no-distill).
+
+    The teacher is the same as the full run's (its folder is copied without the student), so
+    the difference between the two students is distillation's contribution alone.
+    """
+    import shutil
+
+    from murid_engine.distill import StudentTrainer
+
+    full, root = cfg.workdir / "full", cfg.workdir / "no-distill"
+    if not (full / "checkpoints" / "teacher.pt").is_file():
+        raise UserError("the no-distill run needs the full run first (--runs full,no-distill)")
+    if root.exists():
+        raise UserError(f"{root} already exists; give another --workdir or remove it")
+    shutil.copytree(full, root, ignore=shutil.ignore_patterns("student.pt", "latest_student.pt"))
+    project = Project.open(root)
+    project.save_config(project.config.ablate(no_distill=True).validate())
+    start = time.perf_counter()
+    StudentTrainer(project, sink).run()
+    wall = time.perf_counter() - start
+    evals = [{k: r.get(k) for k in ("stage", "round", "model", "iteration", "time_s", "miou",
+                                     "per_class_iou")}
+             for r in project.read_metrics() if r.get("kind") == "eval" and r.get("stage") == "distill"]
+    return RunResult("no-distill", round(wall, 1), evals)
+
+
 def _oracle_run(cfg: QualityConfig) -> RunResult:
     from murid_engine.inference import evaluate_model
     from murid_engine.models import DeepLabV2
@@ -98,8 +124,14 @@ def run_quality(cfg: QualityConfig, sink: EventSink) -> dict:
     if not (cfg.data / "synthcity.json").is_file():
         raise UserError(f"{cfg.data} is not a SynthCity folder (no synthcity.json); make one with `murid synth`")
     torch.set_num_threads(cfg.threads)
-    results = [(_oracle_run(cfg) if run == "oracle" else _project_run(cfg, run, sink))
-               for run in cfg.runs]
+    results = []
+    for run in cfg.runs:
+        if run == "oracle":
+            results.append(_oracle_run(cfg))
+        elif run == "no-distill":
+            results.append(_no_distill_run(cfg, sink))
+        else:
+            results.append(_project_run(cfg, run, sink))
     return {"preset": cfg.preset, "overrides": list(cfg.overrides), "data": str(cfg.data),
             "machine": {"cpu": platform.processor() or platform.machine(), "threads": cfg.threads,
                         "torch": torch.__version__},

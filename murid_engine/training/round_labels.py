@@ -26,6 +26,7 @@ from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, LABELS_DIR, w
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES, IGNORE
+from murid_engine.progress import progress
 from murid_engine.project import Overrides, Project
 
 from .batches import DecodedImages
@@ -50,7 +51,7 @@ def _predictions(model: torch.nn.Module, images: DecodedImages, device: torch.de
         m.eval()
     try:
         # Images of one size are batched; a ragged dataset falls back to one at a time.
-        for start in range(0, len(images), batch):
+        for start in progress(range(0, len(images), batch), "pseudo-label", -(-len(images) // batch)):
             chunk = images.images[start:start + batch]
             groups = [chunk] if len({t.shape for t in chunk}) == 1 else [[t] for t in chunk]
             offset = start
