@@ -1,13 +1,70 @@
-"""Entry point of the desktop app."""
+"""Entry point of the desktop app (``python app.py``, ``murid-app``).
+
+    python app.py [--project DIR] [--view start|train|review|results] [--theme dark|light]
+                  [--screenshot FILE] [--size WxH]
+
+``--screenshot FILE`` renders the chosen view offscreen to a PNG and exits.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="murid-app", description="MURID Studio desktop app")
+    p.add_argument("--project", type=Path, metavar="DIR", help="open this project folder")
+    p.add_argument("--view", choices=("start", "train", "review", "results"), default=None,
+                   help="the view to show first")
+    p.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (default: dark)")
+    p.add_argument("--screenshot", type=Path, metavar="FILE",
+                   help="render the view offscreen to this PNG and exit")
+    p.add_argument("--size", default="1280x800", metavar="WxH", help="window size for --screenshot")
+    return p.parse_args(argv)
+
+
+def make_app(argv: list[str] | None = None):
+    """The QApplication (created once), with pyqtgraph configured for label maps."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    app = QApplication.instance() or QApplication(["murid-app", *(argv or [])])
+    app.setApplicationName("MURID Studio")
+    app.setOrganizationName("MURID")
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The views are built in a later milestone (the desktop-app issue); until then say so plainly
-    # rather than open an empty window.
-    print("The MURID Studio desktop app is not built yet; use the `murid` command line "
-          "(see README.md).", file=sys.stderr)
-    return 1
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    if args.screenshot is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = make_app()
+    from .main_window import MainWindow
+    from .theme import apply_theme
+
+    from PySide6.QtCore import QSettings
+
+    settings = QSettings("MURID", "MURID Studio")
+    theme = args.theme or str(settings.value("theme", "dark"))
+    apply_theme(app, theme)  # before the plots are made: pyqtgraph reads its colours at creation
+    window = MainWindow(settings)
+    if args.project is not None and not window.open_project(args.project):
+        print(f"murid-app: {window.last_error}", file=sys.stderr)
+        if args.screenshot is not None:
+            return 2
+    if args.view:
+        window.show_view(args.view)
+    if args.screenshot is not None:
+        from .screenshot import save_screenshot
+
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        save_screenshot(window, args.screenshot, (w, h))
+        window.runner.shutdown()
+        print(f"screenshot written to {args.screenshot}")
+        return 0
+    window.show()
+    return app.exec()

@@ -1,0 +1,135 @@
+"""Loss curves: each named loss smoothed (EMA), its raw values drawn faintly; x = iterations or time."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+COLORS = ["#4FC3F7", "#FFB74D", "#81C784", "#E57373", "#BA68C8", "#FFF176", "#A1887F", "#90A4AE"]
+SMOOTHING = 0.9  # EMA weight of the past
+
+
+class _Series:
+    def __init__(self) -> None:
+        self.step: list[float] = []
+        self.time: list[float] = []
+        self.raw: list[float] = []
+        self.smooth: list[float] = []
+        self._ema = 0.0
+
+    def add(self, step: float, t: float, value: float) -> None:
+        # Debiased EMA (as TensorBoard's smoothing): no pull towards 0 at the start.
+        self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * value
+        self.step.append(step)
+        self.time.append(t)
+        self.raw.append(value)
+        self.smooth.append(self._ema / (1 - SMOOTHING ** len(self.raw)))
+
+
+class LossPlot(QWidget):
+    """Append losses as they come (``add``); the history of a project loads from its metrics."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("left", "loss")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.x_axis = QComboBox()
+        self.x_axis.addItems(["iterations", "time (s)"])
+        self.x_axis.currentIndexChanged.connect(self._redraw_all)
+        self.show_raw = QCheckBox("raw")
+        self.show_raw.setChecked(True)
+        self.show_raw.toggled.connect(self._redraw_all)
+        self.log_y = QCheckBox("log y")
+        self.log_y.toggled.connect(lambda on: self.plot.setLogMode(y=on))
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Losses — x:"))
+        bar.addWidget(self.x_axis)
+        bar.addWidget(self.show_raw)
+        bar.addWidget(self.log_y)
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.plot, 1)
+        self.clear()
+
+    def clear(self) -> None:
+        self.plot.clear()
+        self.legend.clear()
+        self.series: dict[str, _Series] = {}
+        self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self._stage: str | None = None
+        self._offset = 0  # global step of the current stage's iteration 0
+        self._last_step = 0
+        self._time_base = 0.0  # seconds of history before this session's live job
+        self._t0 = time.monotonic()
+        self._redraw_all()
+
+    # ------------------------------------------------------------------ input
+    def load_history(self, records: list[dict]) -> None:
+        """Loss records of metrics.jsonl ({'kind': 'losses', 'stage', 'iteration', 'time_s', ...})."""
+        for r in records:
+            if r.get("kind") != "losses":
+                continue
+            values = {k: v for k, v in r.items()
+                      if k not in ("kind", "stage", "iteration", "round", "time_s")
+                      and isinstance(v, (int, float))}
+            self._add(r["stage"], int(r.get("iteration", 0)), float(r.get("time_s") or 0.0), values)
+        self._time_base = max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
+        self._redraw_all()
+
+    def start_live(self) -> None:
+        """A job begins: live times continue after the history's last time."""
+        self._time_base = max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
+        self._t0 = time.monotonic()
+
+    def add_batch(self, events: list) -> None:
+        """A batch of engine Losses events (coalesced by the worker's sink)."""
+        t = self._time_base + time.monotonic() - self._t0
+        changed = set()
+        for e in events:
+            changed |= self._add(e.stage, e.iteration, t, e.values)
+        for name in changed:
+            self._redraw(name)
+
+    def _add(self, stage: str, iteration: int, t: float, values: dict[str, float]) -> set[str]:
+        if stage != self._stage:
+            self._stage = stage
+            self._offset = self._last_step  # stages follow one another on one axis
+        step = self._offset + iteration
+        self._last_step = max(self._last_step, step)
+        for name, v in values.items():
+            if name not in self.series:
+                self.series[name] = _Series()
+            self.series[name].add(step, t, float(v))
+        return set(values)
+
+    # ------------------------------------------------------------------ drawing
+    def _curve(self, name: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        if name not in self.curves:
+            color = pg.mkColor(COLORS[len(self.curves) % len(COLORS)])
+            faint = pg.mkColor(color)
+            faint.setAlpha(60)
+            raw = self.plot.plot(pen=pg.mkPen(faint, width=1))
+            smooth = self.plot.plot(pen=pg.mkPen(color, width=2), name=name)
+            self.curves[name] = (raw, smooth)
+        return self.curves[name]
+
+    def _redraw(self, name: str) -> None:
+        s = self.series[name]
+        x = np.asarray(s.time if self.x_axis.currentIndex() == 1 else s.step, dtype=float)
+        raw, smooth = self._curve(name)
+        raw.setData(x, np.asarray(s.raw) if self.show_raw.isChecked() else None)
+        if not self.show_raw.isChecked():
+            raw.setData([], [])
+        smooth.setData(x, np.asarray(s.smooth))
+
+    def _redraw_all(self) -> None:
+        self.plot.setLabel("bottom", "time (s)" if self.x_axis.currentIndex() == 1 else "iteration")
+        for name in getattr(self, "series", {}):
+            self._redraw(name)

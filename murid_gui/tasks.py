@@ -1,0 +1,138 @@
+"""The engine jobs the app runs on its worker thread: thin calls into murid_engine, no Qt.
+
+Each factory returns ``job(sink, control) -> result`` for ``JobRunner.start``. The training,
+labelling, distillation, evaluation and export logic all live in the engine; this module only
+chooses what to call with the project's settings (the same choices as the `murid` commands).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from murid_engine.config import load_preset
+from murid_engine.errors import UserError
+from murid_engine.jobs import Control, EvaluationResult, Message, RoundReady, StageFinished, StageStarted
+from murid_engine.project import Project
+
+
+
+def create_project(folder: Path, source: str, target: str, preset: str) -> Project:
+    """A new project from a preset with its source and target datasets (as `murid train` does)."""
+    if not source or not target:
+        raise UserError("a project needs a source dataset and a target dataset (KIND:PATH)")
+    cfg = load_preset(preset)
+    cfg.data.source, cfg.data.target = source, target
+    return Project.create(folder, cfg.validate())
+
+
+def train_job(folder: Path):
+    """The whole pipeline; continues from checkpoints/latest.pt when the project has one."""
+    def job(sink, control: Control) -> bool:
+        from murid_engine.pipeline import run_pipeline
+
+        project = Project.open(folder)
+        return run_pipeline(project, sink, control, resume=project.latest_checkpoint() is not None)
+    return job
+
+
+def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | None = None):
+    """Generate SynthCity into folder/synthcity and create folder/project on it; returns the project."""
+    def job(sink, control: Control) -> str:
+        from murid_engine.synthcity import SynthConfig, generate
+
+        root = Path(folder)
+        data, project_dir = root / "synthcity", root / "project"
+        if Project.is_project(project_dir):
+            sink(Message(f"the demo project {project_dir} exists already: opening it"))
+            return str(project_dir)
+        sink(StageStarted("generate SynthCity"))
+        # One process: the app's worker thread must not fork a pool behind the Qt event loop.
+        generate(data, SynthConfig(**(synth or {})), workers=1)  # defaults: the cpu-demo data
+        sink(StageFinished("generate SynthCity"))
+        spec = f"synthcity:{data}"
+        create_project(project_dir, spec, spec, preset)
+        return str(project_dir)
+    return job
+
+
+def pseudo_job(folder: Path, portion: float | None = None):
+    """Write the project's next pseudo-label round with its teacher (as `murid pseudo`)."""
+    def job(sink, control: Control) -> int:
+        from murid_engine.data import open_dataset
+        from murid_engine.model_store import project_model
+        from murid_engine.training.batches import DecodedImages
+        from murid_engine.training.round_labels import label_round, round_portion
+        from murid_engine.training.trainer import resolve_device
+
+        project = Project.open(folder)
+        cfg = project.config
+        teacher = project_model(project, "teacher")
+        device = resolve_device(cfg.device)
+        r = (project.latest_round() or 0) + 1
+        p = portion if portion is not None else round_portion(project, r)
+        sink(StageStarted("pseudo-label"))
+        target = DecodedImages(open_dataset(cfg.data.target, cfg.data.target_split), with_labels=False,
+                               desc="decode target", size=cfg.data.target_size)
+        info = label_round(project, r, p, teacher.model.to(device), target, device)
+        sink(RoundReady(r, str(project.round_dir(r)), info["portion"],
+                        {"kept_fraction": info["kept_fraction"]}))
+        sink(StageFinished("pseudo-label"))
+        return r
+    return job
+
+
+def distil_evaluate_job(folder: Path):
+    """Distil the student when there is none yet, then compare the project's models on target-val.
+
+    Returns the comparison as JSON (as reports/evaluation.json holds it) and the report's path.
+    """
+    def job(sink, control: Control) -> dict[str, Any] | None:
+        from murid_engine.comparison import available_models, compare_models
+        from murid_engine.data import open_dataset, resolve_split
+        from murid_engine.distill import StudentTrainer
+        from murid_engine.report import write_report
+        from murid_engine.training.trainer import resolve_device
+
+        project = Project.open(folder)
+        if not project.checkpoint_path("teacher").is_file():
+            raise UserError(f"{folder} has no trained teacher yet: train it in the Train view first")
+        if not project.checkpoint_path("student").is_file():
+            resume = StudentTrainer.has_resume_point(project)
+            if not StudentTrainer(project, sink, control).run(resume=resume):
+                return None  # stopped: the distillation's checkpoint was saved
+        if control.checkpoint():
+            return None
+        cfg = project.config
+        spec = cfg.data.target
+        dataset = open_dataset(spec, resolve_split(spec, None, cfg.data.val_split)).require_labels()
+        names = [n for n in available_models(project) if n in ("source_only", "teacher", "student")]
+        sink(StageStarted("evaluate"))
+        comparison = compare_models(project, names, dataset, None, resolve_device(cfg.device))
+        report = write_report(project.reports_dir, comparison)
+        for m in comparison.models:
+            sink(EvaluationResult(m.name, m.to_json()))
+        sink(StageFinished("evaluate"))
+        data = comparison.to_json()
+        data["report"] = str(report)
+        return data
+    return job
+
+
+def export_job(folder: Path, fmt: str, out: Path | None = None):
+    """Export the project's student (as `murid export`); returns the file written and its checks."""
+    def job(sink, control: Control) -> dict[str, Any]:
+        from murid_engine.bench.speed import project_input_size
+        from murid_engine.export import SUFFIXES, export_student
+        from murid_engine.model_store import project_model
+
+        project = Project.open(folder)
+        loaded = project_model(project, "student")
+        target = Path(out) if out else project.exports_dir / f"student{SUFFIXES[fmt]}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sink(StageStarted(f"export {fmt}"))
+        result = export_student(loaded.model, fmt, target, project_input_size(project),
+                                loaded.config.data.target_size)
+        sink(StageFinished(f"export {fmt}"))
+        return result.to_json()
+    return job

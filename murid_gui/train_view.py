@@ -1,0 +1,153 @@
+"""Train view: start / pause / resume / stop, stage and round progress with ETA, losses, previews."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from murid_engine.jobs import EvaluationResult, Message, Progress, RoundReady, StageFinished, StageStarted
+
+from .loss_plot import LossPlot
+from .preview_strip import PreviewStrip
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA —"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m:02d}:{s:02d}"
+
+
+class TrainView(QWidget):
+    """Shows the job's events; its buttons ask the main window to start, pause, resume or stop."""
+
+    start_requested = Signal()
+    pause_requested = Signal()
+    resume_requested = Signal()
+    stop_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("No project open")
+        self.start_button = QPushButton("▶ Start training")
+        self.pause_button = QPushButton("❚❚ Pause")
+        self.stop_button = QPushButton("■ Stop")
+        self.start_button.clicked.connect(self.start_requested)
+        self.pause_button.clicked.connect(self._pause_clicked)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.stage_label = QLabel("stage —")
+        self.stage_bar = QProgressBar()
+        self.round_label = QLabel("round —")
+        self.round_bar = QProgressBar()
+        self.eta_label = QLabel(format_eta(None))
+        self.score_label = QLabel("")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        self.losses = LossPlot()
+        self.previews = PreviewStrip()
+
+        buttons = QHBoxLayout()
+        for w in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        buttons.addWidget(self.score_label)
+        grid = QGridLayout()
+        grid.addWidget(self.stage_label, 0, 0)
+        grid.addWidget(self.stage_bar, 0, 1)
+        grid.addWidget(self.eta_label, 0, 2)
+        grid.addWidget(self.round_label, 1, 0)
+        grid.addWidget(self.round_bar, 1, 1)
+        grid.setColumnStretch(1, 1)
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(self.losses)
+        left.addWidget(self.log)
+        left.setSizes([400, 120])
+        body = QSplitter(Qt.Horizontal)
+        body.addWidget(left)
+        body.addWidget(self.previews)
+        body.setSizes([500, 500])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(buttons)
+        layout.addLayout(grid)
+        layout.addWidget(body, 1)
+        self.paused = False
+        self.set_running(False)
+
+    # ------------------------------------------------------------------ state from the runner
+    def set_project(self, project) -> None:
+        self.title.setText(f"<b>{project.root.name}</b> — {project.root}")
+        self.losses.clear()
+        self.previews.clear()
+        records = project.read_metrics()
+        self.losses.load_history(records)
+        evals = [r for r in records if r.get("kind") == "eval" and r.get("miou") is not None]
+        if evals:
+            last = evals[-1]
+            self.score_label.setText(f"last target-val mIoU ({last['model']}): {100 * last['miou']:.1f}")
+        self.start_button.setText("▶ Continue training" if project.latest_checkpoint() else "▶ Start training")
+
+    def set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        if not running:
+            self.set_paused(False)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.pause_button.setText("▶ Resume" if paused else "❚❚ Pause")
+
+    def _pause_clicked(self) -> None:
+        (self.resume_requested if self.paused else self.pause_requested).emit()
+
+    def job_started(self) -> None:
+        self.losses.start_live()
+        self.append_log("training started")
+
+    def append_log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def on_event(self, event) -> None:
+        if isinstance(event, Progress):
+            self.stage_label.setText(f"{event.stage} {event.iteration}/{event.total}")
+            self.stage_bar.setRange(0, max(event.total, 1))
+            self.stage_bar.setValue(event.iteration)
+            self.eta_label.setText(format_eta(event.eta_s))
+            if event.round is not None and event.rounds:
+                self.round_label.setText(f"round {event.round}/{event.rounds}")
+                self.round_bar.setRange(0, event.rounds)
+                self.round_bar.setValue(event.round - 1 if event.iteration < event.total else event.round)
+        elif isinstance(event, StageStarted):
+            self.stage_label.setText(f"{event.stage} …")
+            self.stage_bar.setRange(0, 0)  # busy until the first progress
+            self.append_log(f"{event.stage}: started")
+        elif isinstance(event, StageFinished):
+            self.stage_bar.setRange(0, 1)
+            self.stage_bar.setValue(1)
+            self.append_log(f"{event.stage}: finished")
+        elif isinstance(event, RoundReady):
+            self.append_log(f"round {event.round}: pseudo-labels ready (portion {event.portion:g}); "
+                            "open the Review view to inspect them")
+        elif isinstance(event, EvaluationResult):
+            miou = event.scores.get("miou")
+            if miou is not None:
+                self.score_label.setText(f"target-val mIoU ({event.model}): {100 * miou:.1f}")
+                self.append_log(f"{event.model}: target-val mIoU {100 * miou:.2f}")
+        elif isinstance(event, Message):
+            self.append_log(event.text)
+        elif type(event).__name__ == "Preview":
+            self.previews.add(event)
