@@ -79,3 +79,23 @@ def shared_trained(tmp_path_factory) -> tuple[Path, Path, Result]:
 def copy_project(project: Path, dest: Path) -> Path:
     shutil.copytree(project, dest)
     return dest
+
+
+def smoke_project(root: Path, *extra: object) -> tuple[Path, Path]:
+    """(SynthCity data, trained project) under `root`: the smoke preset, every stage (distill too)."""
+    data = synth_data(root / "synth")
+    project = root / "project"
+    trained = murid("train", "--project", project, "--source", f"synthcity:{data}",
+                    "--target", f"synthcity:{data}", "--preset", "smoke", *extra)
+    assert trained.code == 0, trained.out + trained.err
+    return data, project
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill_runs import copy_project, murid, one_thread, smoke_project
+from smoke_runs import copy_project, murid, one_thread, smoke_project
 from murid_engine.checkpoint import load_checkpoint
 from murid_engine.data import open_dataset
 from murid_engine.distill import (

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from distill_runs import copy_project, murid, one_thread, smoke_project
+from smoke_runs import copy_project, murid, one_thread, smoke_project
 from murid_engine.project import Project
 from murid_engine.report import CELL, MARGIN, confusion_image
 

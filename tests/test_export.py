@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_runs import SUBPROCESS_ENV, copy_project, murid, one_thread, smoke_project
+from smoke_runs import SUBPROCESS_ENV, copy_project, murid, one_thread, smoke_project
 from murid_engine.model_store import load_model
 
 SIZES = ((64, 32), (50, 38))  # (w, h): the trained size and another one (dynamic axes)

@@ -1,0 +1,140 @@
+"""Review view: sort, thresholds live preview, brush drag, undo/redo, fill, edits into the next round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui_helpers import close_window, copy_of, make_window, trained
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
+
+from murid_engine.labels import CLASS_NAMES
+from murid_engine.project import EDIT_NONE, Project
+
+CAR = CLASS_NAMES.index("car")
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, tmp_path_factory):
+    project = copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "project")
+    w = make_window(qtbot, tmp_path)
+    w.show()
+    assert w.open_project(project)
+    w.show_view("review")
+    qtbot.waitExposed(w)
+    yield w
+    close_window(w)
+
+
+def _view_pos(canvas, x: float, y: float) -> QPoint:
+    scene = canvas.overlay.mapToScene(QPointF(x, y))
+    return canvas.left.mapFromScene(scene)
+
+
+def _send(widget, kind, pos: QPoint, buttons) -> None:
+    event = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), Qt.LeftButton, buttons,
+                        Qt.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+def drag(qtbot, canvas, points: list[tuple[float, float]]) -> None:
+    """A left-button drag through image pixels `points` (press, moves, release)."""
+    vp = canvas.left.viewport()
+    pos = [_view_pos(canvas, x, y) for x, y in points]
+    _send(vp, QMouseEvent.MouseButtonPress, pos[0], Qt.LeftButton)
+    for p in pos[1:]:
+        _send(vp, QMouseEvent.MouseMove, p, Qt.LeftButton)
+        qtbot.wait(5)
+    _send(vp, QMouseEvent.MouseButtonRelease, pos[-1], Qt.NoButton)
+
+
+def test_list_sorts_and_thresholds_preview_live(window, qtbot):
+    review = window.review_view
+    info = review.info
+    stems = review.images.stems()
+    by_conf = sorted(info["images"], key=lambda s: info["images"][s]["mean_confidence"])
+    assert stems == by_conf  # least confident first
+    review.images.sort.setCurrentIndex(1)  # least kept first
+    kept = [info["images"][s]["kept_fraction"] for s in review.images.stems()]
+    assert kept == sorted(kept)
+    qtbot.mouseClick(review.images.table.horizontalHeader().viewport(), Qt.LeftButton,
+                     pos=review.images.table.horizontalHeader().viewport().rect().center())
+
+    panel = review.thresholds
+    road = CLASS_NAMES.index("road")
+    before = int(np.count_nonzero(review.canvas.labels == road))
+    panel.sliders[road].setValue(0)  # keep every road pixel
+    after = int(np.count_nonzero(review.canvas.labels == road))
+    assert after == int(np.count_nonzero(review.pred == road)) >= before
+    assert panel.kept[road].text().split("/")[0] == panel.kept[road].text().split("/")[1]
+    assert "*" in panel.values[road].text()
+    panel.portion.setValue(10)  # a lower portion keeps fewer pixels of the other classes
+    assert panel.to_overrides().portion == pytest.approx(0.10)
+    review.save_current()
+    saved = Project.open(window.project.root).load_overrides()
+    assert saved.thresholds == {"road": 0.0} and saved.portion == pytest.approx(0.10)
+    qtbot.mouseClick(panel.reset_button, Qt.LeftButton)
+    assert panel.overrides == {} and not panel.portion_touched
+
+    review.mode.setCurrentText("confidence")
+    assert review.canvas.conf_item.isVisible()
+    review.mode.setCurrentText("compare")
+    assert not review.canvas.right.isHidden()
+    review.opacity.setValue(20)
+    assert review.canvas.overlay.opacity() == pytest.approx(0.0 if False else 0.2)
+    review.legend.boxes[road].setChecked(False)  # hidden class: transparent in the lookup table
+    assert review.canvas._lut[road][3] == 0
+
+
+def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
+    from murid_engine.training.round_labels import training_maps
+
+    review = window.review_view
+    canvas = review.canvas
+    stem = review.stem
+    h, w = canvas.edit.shape
+    review.paint_class.setCurrentIndex(CAR)
+    qtbot.mouseClick(review.tool_buttons["brush"], Qt.LeftButton)
+    assert canvas.tool == "brush"
+    review.brush_size.setValue(2)
+    drag(qtbot, canvas, [(5.5, h / 2), (15.5, h / 2), (25.5, h / 2)])
+    painted = canvas.edit == CAR
+    assert painted[h // 2, 5:26].all() and painted.sum() >= 21 * 5
+    assert review.undo_button.isEnabled()
+    qtbot.mouseClick(review.undo_button, Qt.LeftButton)  # undo the stroke
+    assert (canvas.edit == EDIT_NONE).all()
+    qtbot.mouseClick(review.redo_button, Qt.LeftButton)
+    assert (canvas.edit == CAR).sum() == painted.sum()
+    review.actions_by_key["Ctrl+Z"].trigger()  # the shortcut's action
+    assert (canvas.edit == EDIT_NONE).all()
+    review.actions_by_key["Ctrl+Y"].trigger()
+
+    review.actions_by_key["E"].trigger()  # eraser
+    assert review.tool_buttons["eraser"].isChecked()
+    drag(qtbot, canvas, [(24.5, h / 2), (25.5, h / 2)])
+    print(np.argwhere(canvas.edit == CAR)[:, 1].max(), canvas.tool, canvas.brush_radius)
+    assert not (canvas.edit[:, 22:] == CAR).any() and (canvas.edit[:, :22] == CAR).any()
+    region = canvas.edit == CAR
+
+    review.actions_by_key["F"].trigger()  # fill-relabel a connected region with 'sky'
+    review.paint_class.setCurrentIndex(CLASS_NAMES.index("sky"))
+    shown = canvas.display()
+    changed = canvas.fill_at(w - 1, 0)
+    assert changed > 0 and (canvas.edit[0, w - 1] == CLASS_NAMES.index("sky"))
+    assert shown[0, w - 1] != CLASS_NAMES.index("sky") or changed
+
+    qtbot.mouseClick(review.save_button, Qt.LeftButton)
+    project = Project.open(window.project.root)
+    saved = project.load_edit(stem)
+    assert saved is not None and ((saved == CAR) == region).all()
+
+    # The next round: labelled by the teacher in the worker; the edit wins in its training maps.
+    rounds = project.rounds()
+    with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
+        qtbot.mouseClick(review.new_round_button, Qt.LeftButton)
+    assert blocker.args[1] == rounds[-1] + 1, window.last_error
+    nxt = blocker.args[1]
+    (labels,) = training_maps(project, nxt, [stem])
+    assert (labels.numpy()[region] == CAR).all()
+    assert review.round == nxt  # the view moved on to the new round
