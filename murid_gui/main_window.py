@@ -118,6 +118,9 @@ class MainWindow(QMainWindow):
         except (UserError, OSError, ValueError) as exc:
             self.report_error(str(exc))
             return False
+        except Exception as exc:  # noqa: BLE001 - a damaged file must not take the app down
+            self.report_error(f"could not open {folder}: {type(exc).__name__}: {exc}")
+            return False
         self.start_view.recent.add(project.root)
         self.start_view.refresh_recent()
         self.setWindowTitle(f"MURID Studio — {project.root.name}")

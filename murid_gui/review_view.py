@@ -1,10 +1,306 @@
-from PySide6.QtWidgets import QWidget
+"""Review view: a curriculum round's pseudo-labels, their thresholds, and the user's corrections.
+
+Edits (edits/<stem>.png) and overrides (edits/overrides.json) are saved into the project, where
+the next round's labels and training read them (murid_engine.training.round_labels).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from murid_engine.curriculum.rounds import load_round_image, read_round
+from murid_engine.curriculum.thresholds import rethreshold
+from murid_engine.errors import UserError
+from murid_engine.labels import CLASS_NAMES
+from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
+
+from . import tasks
+from .class_legend import ClassLegend, swatch
+from .image_list import ImageList
+from .label_canvas import MODES, LabelCanvas
+from .threshold_panel import ThresholdPanel
+
+SHORTCUTS = {"pan": "P", "brush": "B", "eraser": "E", "fill": "F"}
+
+
 class ReviewView(QWidget):
-    def __init__(self, runner, parent=None):
+    def __init__(self, runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-    def set_project(self, p): pass
-    def restyle(self): pass
-    def set_busy(self, b): pass
-    def on_event(self, e): pass
-    def job_finished(self, n, r): pass
-    def save_current(self): pass
+        self.runner = runner
+        self.project: Project | None = None
+        self.round: int | None = None
+        self.info: dict | None = None
+        self.stem: str | None = None
+        self.pred: np.ndarray | None = None
+        self.level: np.ndarray | None = None
+        self.overrides_dirty = False
+        self._samples: dict = {}
+        self._dataset = None
+
+        self.round_box = QComboBox()
+        self.round_box.currentIndexChanged.connect(self._on_round)
+        self.new_round_button = QPushButton("New round (pseudo-label)")
+        self.new_round_button.setToolTip("Label the target images with the current teacher, using "
+                                         "your thresholds and edits")
+        self.new_round_button.clicked.connect(self.new_round)
+        self.save_button = QPushButton("Save edits && thresholds")
+        self.save_button.clicked.connect(lambda _=False: self.save_current())
+        self.status = QLabel("open a project with a curriculum round")
+
+        self.images = ImageList()
+        self.images.image_selected.connect(self.show_image)
+        self.canvas = LabelCanvas()
+        self.canvas.edited.connect(self._on_edited)
+        self.legend = ClassLegend()
+        self.legend.visibility_changed.connect(self.canvas.set_visible_classes)
+        self.thresholds = ThresholdPanel()
+        self.thresholds.thresholds_changed.connect(self._on_thresholds)
+
+        # --- tool bar
+        self.tool_buttons: dict[str, QToolButton] = {}
+        group = QButtonGroup(self)
+        tools = QHBoxLayout()
+        for tool in ("pan", "brush", "eraser", "fill"):
+            b = QToolButton()
+            b.setText(f"{tool.capitalize()} ({SHORTCUTS[tool]})")
+            b.setCheckable(True)
+            b.clicked.connect(lambda _=False, t=tool: self.set_tool(t))
+            group.addButton(b)
+            tools.addWidget(b)
+            self.tool_buttons[tool] = b
+        self.tool_buttons["pan"].setChecked(True)
+        self.paint_class = QComboBox()
+        for c, name in enumerate(CLASS_NAMES):
+            self.paint_class.addItem(swatch(c), name, c)
+        self.paint_class.addItem(swatch(255), "ignore (no loss)", EDIT_IGNORE)
+        self.paint_class.currentIndexChanged.connect(
+            lambda i: setattr(self.canvas, "paint_value", int(self.paint_class.itemData(i))))
+        self.brush_size = QSpinBox()
+        self.brush_size.setRange(0, 64)
+        self.brush_size.setValue(self.canvas.brush_radius)
+        self.brush_size.setPrefix("radius ")
+        self.brush_size.valueChanged.connect(lambda v: setattr(self.canvas, "brush_radius", v))
+        self.undo_button, self.redo_button = QPushButton("Undo"), QPushButton("Redo")
+        self.undo_button.clicked.connect(lambda _=False: self.canvas.undo())
+        self.redo_button.clicked.connect(lambda _=False: self.canvas.redo())
+        self.canvas.history_changed.connect(self._on_history)
+        self._on_history(False, False)
+        for w in (self.paint_class, self.brush_size, self.undo_button, self.redo_button):
+            tools.addWidget(w)
+        tools.addStretch(1)
+
+        self.mode = QComboBox()
+        self.mode.addItems(MODES)
+        self.mode.currentTextChanged.connect(self.canvas.set_mode)
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(int(self.canvas.opacity * 100))
+        self.opacity.valueChanged.connect(lambda v: self.canvas.set_opacity(v / 100))
+        looks = QHBoxLayout()
+        looks.addWidget(QLabel("Show"))
+        looks.addWidget(self.mode)
+        looks.addWidget(QLabel("Opacity"))
+        looks.addWidget(self.opacity, 1)
+        self.image_caption = QLabel("")
+        self.image_problem: str | None = None
+
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addLayout(tools)
+        cl.addLayout(looks)
+        cl.addWidget(self.image_caption)
+        cl.addWidget(self.canvas, 1)
+        side = QTabWidget()
+        side.addTab(self.thresholds, "Thresholds")
+        side.addTab(self.legend, "Classes")
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.images)
+        split.addWidget(center)
+        split.addWidget(side)
+        split.setSizes([300, 600, 380])
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Round"))
+        top.addWidget(self.round_box)
+        top.addWidget(self.new_round_button)
+        top.addWidget(self.save_button)
+        top.addWidget(self.status, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        self._shortcuts()
+
+    def _shortcuts(self) -> None:
+        keys = [(SHORTCUTS[t], lambda _=False, t=t: self.set_tool(t)) for t in SHORTCUTS]
+        keys += [(QKeySequence.Undo, lambda _=False: self.canvas.undo()),
+                 (QKeySequence.Redo, lambda _=False: self.canvas.redo()),
+                 ("Ctrl+Y", lambda _=False: self.canvas.redo()),
+                 (QKeySequence.Save, lambda _=False: self.save_current()),
+                 ("]", lambda _=False: self.brush_size.setValue(self.brush_size.value() + 1)),
+                 ("[", lambda _=False: self.brush_size.setValue(self.brush_size.value() - 1))]
+        self.actions_by_key = {}
+        for key, slot in keys:
+            action = QAction(self)
+            action.setShortcut(QKeySequence(key))
+            action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+            self.actions_by_key[QKeySequence(key).toString()] = action
+
+    # ------------------------------------------------------------------ project and rounds
+    def set_project(self, project: Project) -> None:
+        self.save_current()
+        self.project = project
+        self._dataset, self._samples = None, {}
+        rounds = project.rounds()
+        self.round_box.blockSignals(True)
+        self.round_box.clear()
+        for r in rounds:
+            self.round_box.addItem(f"round {r}", r)
+        self.round_box.setCurrentIndex(len(rounds) - 1)
+        self.round_box.blockSignals(False)
+        if rounds:
+            self.load_round(rounds[-1])
+        else:
+            self.round = self.info = None
+            self.status.setText("no pseudo-label round yet: train through the curriculum stage, "
+                                "or make one with 'New round'")
+
+    def _on_round(self, index: int) -> None:
+        if index >= 0:
+            self.save_current()
+            self.load_round(int(self.round_box.itemData(index)))
+
+    def load_round(self, r: int) -> None:
+        self.save_edit()
+        self.stem = self.pred = self.level = None
+        self.round = r
+        self.info = read_round(self.project.round_dir(r))
+        self.thresholds.load(self.info, self.project.load_overrides())
+        self.overrides_dirty = False
+        images = self.info["images"]
+        for stem in images:  # the edited-pixel count of the edits as they are now
+            edit = self.project.load_edit(stem)
+            images[stem]["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
+        self.images.load(images)
+        self.status.setText(f"round {r}: portion {self.info['portion']:g}, {len(images)} images, "
+                            f"kept {self.info['kept_fraction']:.0%}")
+        stems = self.images.stems()
+        if stems:
+            self.images.select(stems[0])
+
+    def _target(self):
+        if self._dataset is None:
+            from murid_engine.data import open_dataset
+
+            cfg = self.project.config
+            self._dataset = open_dataset(cfg.data.target, cfg.data.target_split)
+            self._samples = {s.stem: i for i, s in enumerate(self._dataset.samples)}
+        return self._dataset
+
+    def _image_and_gt(self, stem: str, shape: tuple[int, int]):
+        h, w = shape
+        try:
+            ds = self._target()
+            index = self._samples[stem]
+            image = ds.read_image(index)
+            gt = ds.read_label(index) if ds.samples[index].label is not None else None
+        except (UserError, KeyError, OSError) as exc:
+            # The dataset moved: the labels can still be reviewed, on a blank image.
+            self.image_problem = f"image not found ({exc})"
+            return np.zeros((h, w, 3), np.uint8), None
+        self.image_problem = None
+        if image.shape[:2] != (h, w):  # the round was labelled at data.target_size
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            if gt is not None:
+                gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
+        return image, gt
+
+    # ------------------------------------------------------------------ one image
+    def show_image(self, stem: str) -> None:
+        if stem == self.stem and self.pred is not None:
+            return
+        self.save_edit()
+        self.stem = stem
+        self.pred, self.level = load_round_image(self.project.round_dir(self.round), stem)
+        image, gt = self._image_and_gt(stem, self.pred.shape)
+        edit = self.project.load_edit(stem)
+        if edit is not None and edit.shape != self.pred.shape:
+            edit = None
+        labels = rethreshold(self.pred, self.level, self.thresholds.thresholds())
+        self.canvas.set_content(image, labels, self.level, gt, edit)
+        stats = self.info["images"].get(stem, {})
+        self.image_caption.setText(f"{stem} · mean conf. {stats.get('mean_confidence', 0):.2f}"
+                                   + ("" if gt is not None else " · no ground truth")
+                                   + (f" · {self.image_problem}" if self.image_problem else ""))
+
+    def _on_thresholds(self, thresholds: np.ndarray) -> None:
+        """Live preview: the current image re-thresholded (two table look-ups, milliseconds)."""
+        self.overrides_dirty = True
+        if self.pred is not None:
+            self.canvas.set_labels(rethreshold(self.pred, self.level, thresholds))
+
+    def _on_edited(self) -> None:
+        if self.stem is not None and self.canvas.edit is not None:
+            self.images.set_edited(self.stem, int(np.count_nonzero(self.canvas.edit != EDIT_NONE)))
+
+    def _on_history(self, can_undo: bool, can_redo: bool) -> None:
+        self.undo_button.setEnabled(can_undo)
+        self.redo_button.setEnabled(can_redo)
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.set_tool(tool)
+        self.tool_buttons[tool].setChecked(True)
+
+    # ------------------------------------------------------------------ saving
+    def save_edit(self) -> None:
+        if self.project is not None and self.stem is not None and self.canvas.dirty:
+            self.project.save_edit(self.stem, self.canvas.edit)
+            self.canvas.dirty = False
+
+    def save_current(self) -> None:
+        """Write the current image's edit and the thresholds into the project."""
+        if self.project is None:
+            return
+        self.save_edit()
+        if self.overrides_dirty and self.info is not None:
+            self.project.save_overrides(self.thresholds.to_overrides())
+            self.overrides_dirty = False
+
+    # ------------------------------------------------------------------ jobs
+    def new_round(self) -> None:
+        if self.project is None:
+            return
+        self.save_current()
+        self.runner.start("pseudo", tasks.pseudo_job(self.project.root))
+
+    def on_event(self, event) -> None:
+        if type(event).__name__ == "StageStarted":
+            self.status.setText(f"{event.stage} …")
+
+    def job_finished(self, name: str, result) -> None:
+        if name == "pseudo" and isinstance(result, int) and self.project is not None:
+            self.set_project(self.project)
+
+    def set_busy(self, busy: bool) -> None:
+        self.new_round_button.setEnabled(not busy)
+
+    def restyle(self) -> None:
+        pass

@@ -38,6 +38,12 @@ def _send(widget, kind, pos: QPoint, buttons) -> None:
     QApplication.sendEvent(widget, event)
 
 
+def _pixel_at(canvas, x: float, y: float) -> tuple[int, int]:
+    """The image pixel a mouse event at image point (x, y) lands on (after view rounding)."""
+    p = canvas.overlay.mapFromScene(canvas.left.mapToScene(_view_pos(canvas, x, y)))
+    return int(np.floor(p.x())), int(np.floor(p.y()))
+
+
 def drag(qtbot, canvas, points: list[tuple[float, float]]) -> None:
     """A left-button drag through image pixels `points` (press, moves, release)."""
     vp = canvas.left.viewport()
@@ -100,7 +106,10 @@ def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
     review.brush_size.setValue(2)
     drag(qtbot, canvas, [(5.5, h / 2), (15.5, h / 2), (25.5, h / 2)])
     painted = canvas.edit == CAR
-    assert painted[h // 2, 5:26].all() and painted.sum() >= 21 * 5
+    x0, y = _pixel_at(canvas, 5.5, h / 2)
+    x1, _ = _pixel_at(canvas, 25.5, h / 2)
+    assert painted[y, x0:x1 + 1].all() and painted[y - 2:y + 3, x0 + 2].all()  # radius 2
+    assert not painted[y + 3:].any() and painted.sum() >= (x1 - x0) * 5
     assert review.undo_button.isEnabled()
     qtbot.mouseClick(review.undo_button, Qt.LeftButton)  # undo the stroke
     assert (canvas.edit == EDIT_NONE).all()
@@ -112,9 +121,11 @@ def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
 
     review.actions_by_key["E"].trigger()  # eraser
     assert review.tool_buttons["eraser"].isChecked()
+    cars = int((canvas.edit == CAR).sum())
     drag(qtbot, canvas, [(24.5, h / 2), (25.5, h / 2)])
-    print(np.argwhere(canvas.edit == CAR)[:, 1].max(), canvas.tool, canvas.brush_radius)
-    assert not (canvas.edit[:, 22:] == CAR).any() and (canvas.edit[:, :22] == CAR).any()
+    x, y = _pixel_at(canvas, 24.5, h / 2)
+    assert canvas.edit[y, x] == EDIT_NONE and (canvas.edit[y, 8:18] == CAR).all()
+    assert 0 < (canvas.edit == CAR).sum() < cars
     region = canvas.edit == CAR
 
     review.actions_by_key["F"].trigger()  # fill-relabel a connected region with 'sky'
