@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from murid_engine.config import from_dict, read_json, to_dict
+from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE  # the edit-map values
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, read_index_png, write_grey_png
 from murid_engine.labels import CLASS_NAMES, IGNORE
@@ -43,8 +44,6 @@ OVERRIDES_FILE = "overrides.json"
 EXPORTS_DIR = "exports"
 REPORTS_DIR = "reports"
 
-EDIT_NONE = 255  # edit-map value: this pixel keeps the automatic pseudo-label
-EDIT_IGNORE = 254  # edit-map value: the user marked this pixel 'ignore' (trained as 255)
 
 _OS_JUNK = {".DS_Store", "Thumbs.db", "desktop.ini"}  # put in any folder shown: not a sign of use
 _NAME = re.compile(r"[^./\\][^/\\]*")  # a file name: no separator, not hidden, not '..'
@@ -87,17 +86,6 @@ class Overrides:
         if self.portion is not None and not (number(self.portion) and 0 < self.portion <= 1):
             raise UserError(f"{where}: portion must be a number in (0, 1] or null, not {self.portion!r}")
         return self
-
-
-def apply_edit(labels: np.ndarray, edit: np.ndarray | None) -> np.ndarray:
-    """Pseudo-labels with the user's edit on top (edits take precedence, DESIGN.md §2)."""
-    if edit is None:
-        return labels
-    if edit.shape != labels.shape:
-        raise UserError(f"an edit of size {edit.shape[::-1]} does not fit labels of size {labels.shape[::-1]}")
-    out = np.where(edit != EDIT_NONE, edit, labels).astype(np.uint8)
-    out[edit == EDIT_IGNORE] = IGNORE
-    return out
 
 
 class Project:

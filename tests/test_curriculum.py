@@ -17,18 +17,19 @@ from murid_engine.curriculum import (
     apply_overrides,
     apply_thresholds,
     class_thresholds,
-    load_training_labels,
     quantise_confidence,
     read_round,
     relabel_round,
     rethreshold,
     round_thresholds,
-    write_edit,
     write_round,
 )
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png, write_grey_png
 from murid_engine.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+from murid_engine.project import Project
+from murid_engine.run_config import RunConfig
+from murid_engine.training.round_labels import FILL, NO_LOSS, training_maps
 
 ABSENT = 7  # a class the synthetic teacher never predicts
 
@@ -252,11 +253,17 @@ def test_bad_rounds_are_refused(tmp_path):
 # -------------------------------------------------------------------------------- user edits
 
 
-def test_training_labels_take_the_edit_where_painted(tmp_path):
-    rd, edits = tmp_path / "round", tmp_path / "edits"
+def _project_round(tmp_path):
+    project = Project.create(tmp_path / "project", RunConfig())
+    rd = project.round_dir(1, create=True)
     write_round(rd, round_items(), 0.3, cap=0.9)
-    auto = read_index_png(rd / "labels" / "img_0.png")
-    np.testing.assert_array_equal(load_training_labels(rd, "img_0", edits), auto)
+    return project, rd
+
+
+def test_training_labels_take_the_edit_where_painted(tmp_path):
+    project, rd = _project_round(tmp_path)
+    auto = read_index_png(rd / "labels" / "img_0.png")  # kept ids, IGNORE (= FILL) elsewhere
+    np.testing.assert_array_equal(training_maps(project, 1, ["img_0"])[0].numpy(), auto)
 
     edit = np.full(auto.shape, EDIT_NONE, np.uint8)
     ignored = np.argwhere(auto[1:] == IGNORE)[0] + (1, 0)  # below the stroke on row 0
@@ -264,28 +271,29 @@ def test_training_labels_take_the_edit_where_painted(tmp_path):
     edit[tuple(ignored)] = 11  # paint a class onto an ignored pixel
     edit[tuple(labelled)] = EDIT_IGNORE  # paint 'ignore' over an automatic label
     edit[0, :] = 5  # a painted stroke
-    write_edit(edits, "img_0", edit)
-    target = load_training_labels(rd, "img_0", edits)
-    assert target[tuple(ignored)] == 11 and target[tuple(labelled)] == IGNORE
+    project.save_edit("img_0", edit)
+    target = training_maps(project, 1, ["img_0"])[0].numpy()
+    # painted 'ignore' is never trained on (NO_LOSS), unlike a pixel the round left below its
+    # threshold, which the EMA teacher fills in online (FILL)
+    assert target[tuple(ignored)] == 11 and target[tuple(labelled)] == NO_LOSS != FILL
     assert np.all(target[0] == 5)
     untouched = edit == EDIT_NONE
     np.testing.assert_array_equal(target[untouched], auto[untouched])
-    assert write_round(rd, round_items(), 0.3, cap=0.9, edits_dir=edits)["images"]["img_0"][
+    assert write_round(rd, round_items(), 0.3, cap=0.9, edits_dir=project.edits_dir)["images"]["img_0"][
         "edited_pixels"] == int((~untouched).sum())
 
-    write_edit(edits, "img_0", np.full(auto.shape, EDIT_NONE, np.uint8))  # erase everything
-    assert not (edits / "img_0.png").exists()
-    np.testing.assert_array_equal(load_training_labels(rd, "img_0", edits), auto)
+    project.save_edit("img_0", np.full(auto.shape, EDIT_NONE, np.uint8))  # erase everything
+    assert not project.edit_path("img_0").exists()
+    np.testing.assert_array_equal(training_maps(project, 1, ["img_0"])[0].numpy(), auto)
 
 
 def test_bad_edits_are_refused(tmp_path):
-    rd, edits = tmp_path / "round", tmp_path / "edits"
-    write_round(rd, round_items(), 0.3)
-    write_grey_png(edits / "img_1.png", np.full((24, 16), 40, np.uint8))
+    project, _ = _project_round(tmp_path)
+    write_grey_png(project.edit_path("img_1"), np.full((24, 16), 40, np.uint8))
     with pytest.raises(UserError, match="holds value 40"):
-        load_training_labels(rd, "img_1", edits)
-    write_grey_png(edits / "img_1.png", np.full((5, 5), EDIT_NONE, np.uint8))
+        training_maps(project, 1, ["img_1"])
+    write_grey_png(project.edit_path("img_1"), np.full((5, 5), EDIT_NONE, np.uint8))
     with pytest.raises(UserError, match="5x5"):
-        load_training_labels(rd, "img_1", edits)
+        training_maps(project, 1, ["img_1"])
     with pytest.raises(UserError, match="no label"):
-        load_training_labels(rd, "nope", edits)
+        training_maps(project, 1, ["nope"])

@@ -16,13 +16,14 @@ round.json's `images` lists the round's stems (files of other stems left in a re
 not part of it). Labels are thresholded on the *quantised* levels with `rethreshold`, so the GUI re-thresholding
 the saved PNGs reproduces the training labels exactly.
 
-User edits (written by the GUI, one file per image, `edits_dir/<stem>.png`): a uint8 grey PNG of
-the image's size where
+User edits (saved by the Review view through `Project.save_edit`, one file per image,
+`edits/<stem>.png`): a uint8 grey PNG of the image's size where
     255 (EDIT_NONE)    not edited: the automatic label of the round is used;
     0..18              a painted train id: used instead of the automatic label;
     254 (EDIT_IGNORE)  painted "ignore": the pixel is not trained on, whatever the round says.
 Erasing an edit writes 255 back, which restores the automatic label. Edits live outside the
-round folder and take precedence over the labels of every round (DESIGN §2).
+round folder and take precedence over the labels of every round (DESIGN §2); the training
+targets they make are built in one place, `murid_engine.training.round_labels.training_maps`.
 """
 
 from __future__ import annotations
@@ -162,33 +163,6 @@ def load_round_image(round_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray
     return pred, level
 
 
-def load_training_labels(round_dir: Path, stem: str, edits_dir: Path | None = None) -> np.ndarray:
-    """The training target of one image: the round's labels with the user's edits on top."""
-    path = Path(round_dir) / LABELS_DIR / f"{stem}.png"
-    if not path.is_file():
-        raise UserError(f"pseudo-label round {round_dir} has no label for image '{stem}'")
-    labels = read_index_png(path)
-    edit = _read_edit(edits_dir, stem, labels.shape, NUM_CLASSES)
-    return labels if edit is None else merge_edit(labels, edit)
-
-
-def merge_edit(labels: np.ndarray, edit: np.ndarray) -> np.ndarray:
-    """Edit wins wherever painted: a train id replaces the label, EDIT_IGNORE makes it 255."""
-    out = np.where(edit == EDIT_NONE, labels, edit).astype(np.uint8, copy=False)
-    out[edit == EDIT_IGNORE] = IGNORE
-    return out
-
-
-def write_edit(edits_dir: Path, stem: str, edit: np.ndarray, num_classes: int = NUM_CLASSES) -> None:
-    """Save one image's edit atomically; an edit with nothing painted removes the file."""
-    _check_edit_values(edit, f"edit of '{stem}'", num_classes)
-    path = Path(edits_dir) / f"{stem}.png"
-    if np.all(edit == EDIT_NONE):
-        path.unlink(missing_ok=True)
-    else:
-        write_grey_png(path, edit.astype(np.uint8, copy=False))
-
-
 def _read_edit(edits_dir: Path | None, stem: str, shape: tuple[int, ...],
                num_classes: int) -> np.ndarray | None:
     if edits_dir is None:
@@ -200,11 +174,11 @@ def _read_edit(edits_dir: Path | None, stem: str, shape: tuple[int, ...],
     if edit.shape != shape:
         raise UserError(f"{path} is {edit.shape[1]}x{edit.shape[0]}, its pseudo-label is "
                         f"{shape[1]}x{shape[0]}")
-    _check_edit_values(edit, str(path), num_classes)
+    check_edit_values(edit, str(path), num_classes)
     return edit
 
 
-def _check_edit_values(edit: np.ndarray, what: str, num_classes: int) -> None:
+def check_edit_values(edit: np.ndarray, what: str, num_classes: int) -> None:
     bad = (edit >= num_classes) & (edit != EDIT_IGNORE) & (edit != EDIT_NONE)
     if bad.any():
         raise UserError(f"{what} holds value {int(edit[bad][0])}; edits are train ids "

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, LABELS_DIR, write_round
+from murid_engine.curriculum.rounds import (
+    EDIT_IGNORE,
+    EDIT_NONE,
+    LABELS_DIR,
+    check_edit_values,
+    write_round,
+)
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES, IGNORE
@@ -107,6 +113,7 @@ def training_maps(project: Project, r: int, stems: list[str]) -> list[torch.Tens
             if edit.shape != labels.shape:
                 raise UserError(f"the edit of '{stem}' is {edit.shape[1]}x{edit.shape[0]}, its "
                                 f"pseudo-label {labels.shape[1]}x{labels.shape[0]}")
+            check_edit_values(edit, str(project.edit_path(stem)), project.config.model.num_classes)
             labels = np.where(edit == EDIT_NONE, labels, edit).astype(np.uint8)
             labels[edit == EDIT_IGNORE] = NO_LOSS
         maps.append(torch.from_numpy(np.ascontiguousarray(labels)))
