@@ -1,9 +1,254 @@
-from PySide6.QtWidgets import QWidget
+"""Distil & evaluate: one click distils the student (if needed) and compares the models.
+
+Shows the mIoU table with each model's speed, per-class IoU bars, a confusion matrix and export
+buttons. A project's last comparison (reports/evaluation.json) is shown when it is opened.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from murid_engine.jobs import Progress, StageFinished, StageStarted
+from murid_engine.labels import CLASS_NAMES
+from murid_engine.project import Project
+
+from . import tasks
+
+MODEL_COLORS = {"source_only": "#90A4AE", "teacher": "#FFB74D", "student": "#4FC3F7"}
+TITLES = {"source_only": "source-only", "teacher": "teacher", "student": "student"}
+SHORT = ("road", "sidew.", "build.", "wall", "fence", "pole", "light", "sign", "veget.", "terr.",
+         "sky", "person", "rider", "car", "truck", "bus", "train", "motor.", "bike")
+TABLE_COLUMNS = ("model", "backbone", "mIoU", "mIoU-16", "mIoU-13", "pixel acc.", "ms / image", "speed-up")
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
 class ResultsView(QWidget):
-    def __init__(self, runner, parent=None):
+    def __init__(self, runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-    def set_project(self, p): pass
-    def restyle(self): pass
-    def set_busy(self, b): pass
-    def on_event(self, e): pass
-    def job_finished(self, n, r): pass
+        self.runner = runner
+        self.project: Project | None = None
+        self.data: dict | None = None
+        self.exported: list[str] = []
+
+        self.run_button = QPushButton("⚗ Distil && evaluate")
+        self.run_button.setToolTip("Distil the student (when there is none yet), then evaluate the "
+                                   "source-only model, the teacher and the student on target-val")
+        self.run_button.clicked.connect(self.run)
+        self.stop_button = QPushButton("Cancel")
+        self.stop_button.clicked.connect(self.runner.stop)
+        self.stop_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.export_buttons = {}
+        top = QHBoxLayout()
+        top.addWidget(self.run_button)
+        top.addWidget(self.stop_button)
+        top.addWidget(self.progress, 1)
+        for fmt, text in (("torchscript", "Export TorchScript"), ("onnx", "Export ONNX")):
+            b = QPushButton(text)
+            b.clicked.connect(lambda _=False, f=fmt: self.export(f))
+            top.addWidget(b)
+            self.export_buttons[fmt] = b
+
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.setMaximumHeight(130)
+        self.speed_label = QLabel("")
+
+        self.bars = pg.PlotWidget()
+        self.bars.setLabel("left", "IoU (%)")
+        self.bars.setYRange(0, 100)
+        self.bars.setMouseEnabled(False, False)
+        self.bars.addLegend(offset=(-10, 10))
+        axis = self.bars.getAxis("bottom")
+        axis.setTicks([[(i, name) for i, name in enumerate(SHORT)]])
+
+        self.matrix_model = QComboBox()
+        self.matrix_model.currentIndexChanged.connect(self._draw_matrix)
+        self.matrix = pg.PlotWidget()
+        self.matrix.setAspectLocked(True)
+        self.matrix.invertY(True)
+        self.matrix.setMouseEnabled(False, False)
+        self.matrix_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+        self.matrix_item.setLookupTable(pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256))
+        self.matrix.addItem(self.matrix_item)
+        self.matrix.setLabel("left", "ground truth")
+        self.matrix.setLabel("bottom", "prediction")
+        ticks = [[(i + 0.5, str(i)) for i in range(len(CLASS_NAMES))]]
+        self.matrix.getAxis("left").setTicks(ticks)
+        self.matrix.getAxis("bottom").setTicks(ticks)
+        matrix_box = QWidget()
+        ml = QVBoxLayout(matrix_box)
+        ml.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Confusion matrix (row-normalised) of"))
+        row.addWidget(self.matrix_model, 1)
+        ml.addLayout(row)
+        ml.addWidget(self.matrix, 1)
+
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.bars)
+        split.addWidget(matrix_box)
+        split.setSizes([700, 420])
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(self.table)
+        layout.addWidget(self.speed_label)
+        layout.addWidget(split, 1)
+        self._bar_items: list = []
+
+    # ------------------------------------------------------------------ project
+    def set_project(self, project: Project) -> None:
+        self.project = project
+        self.exported = []
+        report = project.reports_dir / "evaluation.json"
+        self.data = None
+        if report.is_file():
+            try:
+                self.show_results(json.loads(report.read_text()))
+                self.status.setText(f"last evaluation: {report}")
+            except (ValueError, KeyError, TypeError) as exc:
+                self.status.setText(f"{report} could not be read ({exc}); evaluate again")
+        else:
+            self.show_results(None)
+            self.status.setText("Not evaluated yet: one click distils the student and evaluates it.")
+        self._update_buttons()
+
+    def _update_buttons(self, busy: bool = False) -> None:
+        has_student = self.project is not None and self.project.checkpoint_path("student").is_file()
+        self.run_button.setEnabled(not busy and self.project is not None)
+        self.stop_button.setEnabled(busy)
+        for b in self.export_buttons.values():
+            b.setEnabled(not busy and has_student)
+
+    def set_busy(self, busy: bool) -> None:
+        self._update_buttons(busy)
+
+    # ------------------------------------------------------------------ jobs
+    def run(self) -> bool:
+        if self.project is None:
+            return False
+        self.progress.setRange(0, 0)
+        return self.runner.start("distil-evaluate", tasks.distil_evaluate_job(self.project.root))
+
+    def export(self, fmt: str) -> bool:
+        if self.project is None:
+            return False
+        self.progress.setRange(0, 0)
+        return self.runner.start("export", tasks.export_job(self.project.root, fmt))
+
+    def on_event(self, event) -> None:
+        if isinstance(event, Progress):
+            self.progress.setRange(0, max(event.total, 1))
+            self.progress.setValue(event.iteration)
+            self.status.setText(f"{event.stage}: {event.iteration}/{event.total}")
+        elif isinstance(event, StageStarted):
+            self.progress.setRange(0, 0)
+            self.status.setText(f"{event.stage} …")
+        elif isinstance(event, StageFinished):
+            self.status.setText(f"{event.stage}: done")
+
+    def job_finished(self, name: str, result) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if result else 0)
+        if name == "distil-evaluate":
+            if isinstance(result, dict):
+                self.show_results(result)
+                self.status.setText(f"evaluated; report written to {result.get('report')}")
+            elif result is None:
+                self.status.setText("stopped (a distillation checkpoint was saved) or failed")
+        elif name == "export" and isinstance(result, dict):
+            self.exported.append(result["path"])
+            checks = ", ".join(f"{100 * v:.2f}% at {k}" for k, v in result.get("agreement", {}).items())
+            self.status.setText(f"exported {result['format']} to {result['path']} (agreement {checks})")
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ drawing
+    def show_results(self, data: dict | None) -> None:
+        self.data = data
+        models = (data or {}).get("models", {})
+        self.table.setRowCount(len(models))
+        for r, (name, m) in enumerate(models.items()):
+            speedup = m.get("speedup_vs_teacher")
+            cells = (TITLES.get(name, name), m.get("backbone", ""), _pct(m.get("miou")),
+                     _pct(m.get("miou16")), _pct(m.get("miou13")), _pct(m.get("pixel_acc")),
+                     f"{m['ms']:.1f}" if m.get("ms") is not None else "—",
+                     f"{speedup:.2f}×" if speedup else "—")
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                self.table.setItem(r, c, item)
+        t, s = models.get("teacher"), models.get("student")
+        if t and s and t.get("ms") and s.get("ms"):
+            self.speed_label.setText(
+                f"Student {s['ms']:.1f} ms vs teacher {t['ms']:.1f} ms per image "
+                f"({t['ms'] / s['ms']:.2f}× faster) on {data.get('device', '?')}, "
+                f"{data.get('threads', '?')} threads, input {'x'.join(map(str, data.get('input_size', [])))}")
+        else:
+            self.speed_label.setText("")
+        self._draw_bars(models)
+        self.matrix_model.blockSignals(True)
+        self.matrix_model.clear()
+        for name in models:
+            self.matrix_model.addItem(TITLES.get(name, name), name)
+        if "student" in models:
+            self.matrix_model.setCurrentIndex(list(models).index("student"))
+        self.matrix_model.blockSignals(False)
+        self._draw_matrix()
+
+    def _draw_bars(self, models: dict) -> None:
+        for item in self._bar_items:
+            self.bars.removeItem(item)
+        self._bar_items = []
+        legend = self.bars.plotItem.legend
+        legend.clear()
+        n = max(len(models), 1)
+        width = 0.8 / n
+        for k, (name, m) in enumerate(models.items()):
+            ious = m.get("per_class_iou", {})
+            heights = np.array([100 * (ious.get(c) or 0.0) for c in CLASS_NAMES])
+            x = np.arange(len(CLASS_NAMES)) - 0.4 + width * (k + 0.5)
+            bar = pg.BarGraphItem(x=x, height=heights, width=width * 0.95,
+                                  brush=MODEL_COLORS.get(name, "#CCCCCC"), pen=None)
+            self.bars.addItem(bar)
+            legend.addItem(bar, f"{TITLES.get(name, name)} ({_pct(m.get('miou'))})")
+            self._bar_items.append(bar)
+
+    def _draw_matrix(self) -> None:
+        name = self.matrix_model.currentData()
+        models = (self.data or {}).get("models", {})
+        if name not in models:
+            self.matrix_item.clear()
+            return
+        m = np.asarray(models[name]["confusion"], dtype=np.float64)
+        rows = m.sum(axis=1, keepdims=True)
+        norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+        self.matrix_item.setImage(norm.astype(np.float32), autoLevels=False, levels=(0.0, 1.0))
+        self.matrix.setTitle(f"{TITLES.get(name, name)}: ids 0–18 = {', '.join(CLASS_NAMES[:4])}, …",
+                             size="9pt")
+
+    def restyle(self) -> None:
+        pass
