@@ -35,6 +35,8 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.last_error: str | None = None
         self._dialog: QMessageBox | None = None
+        self.demo_preset = "cpu-demo"
+        self.demo_synth: dict | None = None  # SynthCity sizes (None: the generator's defaults)
         self.runner = JobRunner(self)
 
         self.start_view = StartView(RecentProjects(self.settings))
@@ -146,7 +148,7 @@ class MainWindow(QMainWindow):
             self.report_error("choose a folder for the demo")
             return False
         self.status_label.setText(f"generating the SynthCity demo in {folder} …")
-        return self.runner.start("demo", tasks.demo_job(Path(folder)))
+        return self.runner.start("demo", tasks.demo_job(Path(folder), self.demo_preset, self.demo_synth))
 
     def start_training(self) -> bool:
         if self.project is None:

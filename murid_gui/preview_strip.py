@@ -27,6 +27,7 @@ class PreviewStrip(QWidget):
         self.follow.setChecked(True)
         self.follow.toggled.connect(lambda on: on and self._show_last())
         self.caption = QLabel("no preview yet: start training")
+        self.caption.setMinimumWidth(50)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Previews"))
         bar.addWidget(self.slider, 1)

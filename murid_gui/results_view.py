@@ -59,6 +59,7 @@ class ResultsView(QWidget):
         self.stop_button.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel("")
+        self.status.setMinimumWidth(50)
         self.export_buttons = {}
         top = QHBoxLayout()
         top.addWidget(self.run_button)
@@ -76,6 +77,7 @@ class ResultsView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.setMaximumHeight(130)
         self.speed_label = QLabel("")
+        self.speed_label.setWordWrap(True)
 
         self.bars = pg.PlotWidget()
         self.bars.setLabel("left", "IoU (%)")

@@ -63,6 +63,7 @@ class ReviewView(QWidget):
         self.save_button = QPushButton("Save edits && thresholds")
         self.save_button.clicked.connect(lambda _=False: self.save_current())
         self.status = QLabel("open a project with a curriculum round")
+        self.status.setMinimumWidth(50)
 
         self.images = ImageList()
         self.images.image_selected.connect(self.show_image)
@@ -79,7 +80,9 @@ class ReviewView(QWidget):
         tools = QHBoxLayout()
         for tool in ("pan", "brush", "eraser", "fill"):
             b = QToolButton()
-            b.setText(f"{tool.capitalize()} ({SHORTCUTS[tool]})")
+            b.setText(tool.capitalize())
+            b.setToolTip(f"{tool} tool (shortcut {SHORTCUTS[tool]}); undo Ctrl+Z, redo Ctrl+Y, "
+                         "brush size [ and ], save Ctrl+S")
             b.setCheckable(True)
             b.clicked.connect(lambda _=False, t=tool: self.set_tool(t))
             group.addButton(b)
@@ -102,7 +105,7 @@ class ReviewView(QWidget):
         self.redo_button.clicked.connect(lambda _=False: self.canvas.redo())
         self.canvas.history_changed.connect(self._on_history)
         self._on_history(False, False)
-        for w in (self.paint_class, self.brush_size, self.undo_button, self.redo_button):
+        for w in (self.undo_button, self.redo_button):
             tools.addWidget(w)
         tools.addStretch(1)
 
@@ -114,11 +117,14 @@ class ReviewView(QWidget):
         self.opacity.setValue(int(self.canvas.opacity * 100))
         self.opacity.valueChanged.connect(lambda v: self.canvas.set_opacity(v / 100))
         looks = QHBoxLayout()
+        looks.addWidget(self.paint_class)
+        looks.addWidget(self.brush_size)
         looks.addWidget(QLabel("Show"))
         looks.addWidget(self.mode)
         looks.addWidget(QLabel("Opacity"))
         looks.addWidget(self.opacity, 1)
         self.image_caption = QLabel("")
+        self.image_caption.setMinimumWidth(50)
         self.image_problem: str | None = None
 
         center = QWidget()

@@ -50,6 +50,7 @@ class ThresholdPanel(QWidget):
         self.reset_button = QPushButton("Reset to automatic")
         self.reset_button.clicked.connect(self.reset)
         self.total_label = QLabel()
+        self.total_label.setWordWrap(True)
         head = QHBoxLayout()
         head.addWidget(QLabel("Portion"))
         head.addWidget(self.portion, 1)

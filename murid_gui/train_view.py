@@ -41,6 +41,7 @@ class TrainView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = QLabel("No project open")
+        self.title.setMinimumWidth(50)
         self.start_button = QPushButton("▶ Start training")
         self.pause_button = QPushButton("❚❚ Pause")
         self.stop_button = QPushButton("■ Stop")

@@ -56,6 +56,7 @@ def make_window(qtbot, tmp_path: Path):
     window = MainWindow(settings)
     qtbot.addWidget(window)
     window.resize(1100, 700)
+    window.show()
     return window
 
 
