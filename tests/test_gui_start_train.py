@@ -115,8 +115,8 @@ def test_screenshot_command(tmp_path, tmp_path_factory, qtbot):
     out = tmp_path / "review.png"
     QSettings("MURID", "MURID Studio")  # the command uses the user's settings; no project needed
     assert main(["--project", str(project), "--view", "review", "--screenshot", str(out),
-                 "--size", "900x600", "--theme", "dark"]) == 0
+                 "--size", "1024x640", "--theme", "dark"]) == 0
     from PySide6.QtGui import QImage
 
     image = QImage(str(out))
-    assert (image.width(), image.height()) == (900, 600)
+    assert (image.width(), image.height()) == (1024, 640)
