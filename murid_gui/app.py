@@ -3,7 +3,9 @@
     python app.py [--project DIR] [--view start|train|review|results] [--theme dark|light]
                   [--screenshot FILE] [--size WxH]
 
-``--screenshot FILE`` renders the chosen view offscreen to a PNG and exits.
+``--screenshot FILE`` renders the chosen view offscreen to a PNG and exits. Settings (recent
+projects, theme) are kept by QSettings; ``MURID_SETTINGS=FILE`` keeps them in that INI file
+instead (tests, screenshots, benchmarks).
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
+def app_settings():
+    """The app's QSettings: the user's, or the INI file named by $MURID_SETTINGS."""
+    from PySide6.QtCore import QSettings
+
+    path = os.environ.get("MURID_SETTINGS")
+    return QSettings(path, QSettings.IniFormat) if path else QSettings("MURID", "MURID Studio")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
     if args.screenshot is not None:
@@ -46,15 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     from .main_window import MainWindow
     from .theme import apply_theme
 
-    from PySide6.QtCore import QSettings
-
-    settings = QSettings("MURID", "MURID Studio")
+    settings = app_settings()
     theme = args.theme or str(settings.value("theme", "dark"))
     apply_theme(app, theme)  # before the plots are made: pyqtgraph reads its colours at creation
     window = MainWindow(settings)
     if args.project is not None and not window.open_project(args.project):
         print(f"murid-app: {window.last_error}", file=sys.stderr)
         if args.screenshot is not None:
+            window.runner.shutdown()
             return 2
     if args.view:
         window.show_view(args.view)

@@ -41,6 +41,7 @@ class ImageList(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.setTextElideMode(Qt.ElideLeft)  # stems differ at their end
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_select)
         layout = QVBoxLayout(self)
@@ -60,6 +61,7 @@ class ImageList(QWidget):
                 self.table.setItem(row, col, _Number(v, text))
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), 150))
         self.table.blockSignals(False)
         self.apply_sort()
 

@@ -103,7 +103,8 @@ class PreviewStrip(QWidget):
         self._shown = index
         mean = float(np.mean(p.confidence))
         self.caption.setText(f"preview {index + 1}/{len(self.history)}: {p.stage} iteration "
-                             f"{p.iteration} · mean confidence {mean:.2f}")
+                             f"{p.iteration} · mean confidence {mean:.2f} · rows: image, "
+                             "prediction, confidence (dark = unsure)")
 
     @property
     def shown(self):

@@ -6,7 +6,6 @@ the next round's labels and training read them (murid_engine.training.round_labe
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
@@ -27,7 +26,6 @@ from PySide6.QtWidgets import (
 
 from murid_engine.curriculum.rounds import load_round_image, read_round
 from murid_engine.curriculum.thresholds import rethreshold
-from murid_engine.errors import UserError
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
 
@@ -35,6 +33,7 @@ from . import tasks
 from .class_legend import ClassLegend, swatch
 from .image_list import ImageList
 from .label_canvas import MODES, LabelCanvas
+from .round_data import TargetImages
 from .threshold_panel import ThresholdPanel
 
 SHORTCUTS = {"pan": "P", "brush": "B", "eraser": "E", "fill": "F"}
@@ -51,8 +50,7 @@ class ReviewView(QWidget):
         self.pred: np.ndarray | None = None
         self.level: np.ndarray | None = None
         self.overrides_dirty = False
-        self._samples: dict = {}
-        self._dataset = None
+        self._images: TargetImages | None = None
 
         self.round_box = QComboBox()
         self.round_box.currentIndexChanged.connect(self._on_round)
@@ -174,7 +172,7 @@ class ReviewView(QWidget):
     def set_project(self, project: Project) -> None:
         self.save_current()
         self.project = project
-        self._dataset, self._samples = None, {}
+        self._images = TargetImages(project)
         rounds = project.rounds()
         self.round_box.blockSignals(True)
         self.round_box.clear()
@@ -212,33 +210,6 @@ class ReviewView(QWidget):
         if stems:
             self.images.select(stems[0])
 
-    def _target(self):
-        if self._dataset is None:
-            from murid_engine.data import open_dataset
-
-            cfg = self.project.config
-            self._dataset = open_dataset(cfg.data.target, cfg.data.target_split)
-            self._samples = {s.stem: i for i, s in enumerate(self._dataset.samples)}
-        return self._dataset
-
-    def _image_and_gt(self, stem: str, shape: tuple[int, int]):
-        h, w = shape
-        try:
-            ds = self._target()
-            index = self._samples[stem]
-            image = ds.read_image(index)
-            gt = ds.read_label(index) if ds.samples[index].label is not None else None
-        except (UserError, KeyError, OSError) as exc:
-            # The dataset moved: the labels can still be reviewed, on a blank image.
-            self.image_problem = f"image not found ({exc})"
-            return np.zeros((h, w, 3), np.uint8), None
-        self.image_problem = None
-        if image.shape[:2] != (h, w):  # the round was labelled at data.target_size
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            if gt is not None:
-                gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
-        return image, gt
-
     # ------------------------------------------------------------------ one image
     def show_image(self, stem: str) -> None:
         if stem == self.stem and self.pred is not None:
@@ -246,7 +217,7 @@ class ReviewView(QWidget):
         self.save_edit()
         self.stem = stem
         self.pred, self.level = load_round_image(self.project.round_dir(self.round), stem)
-        image, gt = self._image_and_gt(stem, self.pred.shape)
+        image, gt, self.image_problem = self._images.load(stem, self.pred.shape)
         edit = self.project.load_edit(stem)
         if edit is not None and edit.shape != self.pred.shape:
             edit = None

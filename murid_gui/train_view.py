@@ -19,6 +19,7 @@ from murid_engine.jobs import EvaluationResult, Message, Progress, RoundReady, S
 
 from .loss_plot import LossPlot
 from .preview_strip import PreviewStrip
+from .round_data import round_preview
 
 
 def format_eta(seconds: float | None) -> str:
@@ -96,10 +97,17 @@ class TrainView(QWidget):
         records = project.read_metrics()
         self.losses.load_history(records)
         evals = [r for r in records if r.get("kind") == "eval" and r.get("miou") is not None]
+        self.log.clear()
+        for e in evals:
+            where = f"{e['stage']}" + (f" round {e['round']}" if e.get("round") else "")
+            self.append_log(f"{where}: {e['model']} target-val mIoU {100 * e['miou']:.2f}")
         if evals:
             last = evals[-1]
             self.score_label.setText(f"last target-val mIoU ({last['model']}): {100 * last['miou']:.1f}")
         self.start_button.setText("▶ Continue training" if project.latest_checkpoint() else "▶ Start training")
+        r = project.latest_round()
+        if r is not None and (preview := round_preview(project, r)) is not None:
+            self.previews.add(preview)  # until training runs: the latest round's labels
 
     def set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)

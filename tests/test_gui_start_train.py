@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from gui_helpers import close_window, make_window, synth, trained
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from murid_engine.jobs import Preview
 from murid_engine.project import Project
@@ -108,15 +108,17 @@ def test_theme_switch(qtbot, tmp_path):
     close_window(window)
 
 
-def test_screenshot_command(tmp_path, tmp_path_factory, qtbot):
+def test_screenshot_command(tmp_path, tmp_path_factory, qtbot, monkeypatch):
     from murid_gui.app import main
 
     project = trained(tmp_path_factory.getbasetemp())
     out = tmp_path / "review.png"
-    QSettings("MURID", "MURID Studio")  # the command uses the user's settings; no project needed
+    monkeypatch.setenv("MURID_SETTINGS", str(tmp_path / "settings.ini"))  # not the user's settings
     assert main(["--project", str(project), "--view", "review", "--screenshot", str(out),
                  "--size", "1024x640", "--theme", "dark"]) == 0
     from PySide6.QtGui import QImage
 
     image = QImage(str(out))
     assert (image.width(), image.height()) == (1024, 640)
+    assert "trained" in (tmp_path / "settings.ini").read_text()  # recent projects went there
+    assert main(["--project", str(tmp_path / "nothing"), "--screenshot", str(out)]) == 2

@@ -1,0 +1,63 @@
+"""Reading a round's images for display: the target image and its ground truth, by stem (no Qt)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from murid_engine.curriculum.rounds import load_round_image, read_round
+from murid_engine.errors import UserError
+from murid_engine.jobs import Preview
+from murid_engine.project import Project
+
+
+class TargetImages:
+    """The project's target-train images by stem; opened (file listing only) on first use."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._dataset = None
+        self._index: dict[str, int] = {}
+
+    def _open(self):
+        if self._dataset is None:
+            from murid_engine.data import open_dataset
+
+            cfg = self.project.config
+            self._dataset = open_dataset(cfg.data.target, cfg.data.target_split)
+            self._index = {s.stem: i for i, s in enumerate(self._dataset.samples)}
+        return self._dataset
+
+    def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+        """(RGB image, ground truth or None, a problem or None) at the round's size `shape`."""
+        h, w = shape
+        try:
+            ds = self._open()
+            index = self._index[stem]
+            image = ds.read_image(index)
+            gt = ds.read_label(index) if ds.samples[index].label is not None else None
+        except (UserError, KeyError, OSError) as exc:
+            # The dataset moved: the labels can still be reviewed, on a blank image.
+            return np.zeros((h, w, 3), np.uint8), None, f"image not found ({exc})"
+        if image.shape[:2] != (h, w):  # the round was labelled at data.target_size
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            if gt is not None:
+                gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
+        return image, gt, None
+
+
+def round_preview(project: Project, r: int, n: int = 4) -> Preview | None:
+    """The first `n` images of round r as a Preview (what the strip shows before training runs)."""
+    try:
+        info = read_round(project.round_dir(r))
+        stems = list(info["images"])[:n]
+        pairs = [load_round_image(project.round_dir(r), s) for s in stems]
+        if not pairs or len({p.shape for p, _ in pairs}) != 1:
+            return None
+        images = TargetImages(project)
+        rgb = [images.load(s, pairs[0][0].shape)[0] for s in stems]
+        return Preview(f"round {r} pseudo-labels", 0, tuple(stems), np.stack(rgb),
+                       np.stack([p for p, _ in pairs]),
+                       np.stack([c for _, c in pairs]).astype(np.float32) / 255.0)
+    except (UserError, OSError, ValueError, KeyError):
+        return None
