@@ -1,0 +1,47 @@
+"""`murid bench quality` on a smoke-sized SynthCity: every run, its ablation, and its figures."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from murid_engine.checkpoint import load_checkpoint
+from murid_engine.project import Project
+from smoke_runs import murid, one_thread, synth_data
+
+
+def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
+    data = synth_data(tmp_path / "synth")
+    out = tmp_path / "quality.json"
+    with one_thread():
+        result = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "runs", "--preset", "smoke",
+                       "--runs", "full,no-distill,no-mr,no-curriculum,oracle", "--oracle-iterations", "3",
+                       "--threads", "1", "--json", out)
+    assert result.code == 0, result.err
+    report = json.loads(out.read_text())
+    runs = {r["run"]: r for r in report["runs"]}
+    assert list(runs) == ["full", "no-distill", "no-mr", "no-curriculum", "oracle"]
+    stages = [(e["stage"], e["round"]) for e in runs["full"]["evaluations"]]
+    assert stages == [("warmup", None), ("adapt", None), ("curriculum", 1), ("curriculum", 2), ("distill", None)]
+    assert [e["stage"] for e in runs["no-curriculum"]["evaluations"]] == ["warmup", "adapt", "distill"]
+    for run in runs.values():
+        assert run["final_miou"] == run["evaluations"][-1]["miou"] and 0 <= run["final_miou"] <= 1
+        assert f"| {run['run']} | **whole run** | **{100 * run['final_miou']:.1f}**" in result.out
+
+    configs = {name: Project.open(tmp_path / "runs" / name).config for name in ("full", "no-distill", "no-mr")}
+    assert configs["full"].mr.enabled and not configs["no-mr"].mr.enabled
+    assert configs["full"].distill.from_teacher and not configs["no-distill"].distill.from_teacher
+    # the no-distill student learns from the full run's teacher, not from a teacher of its own
+    teachers = [load_checkpoint(tmp_path / "runs" / n / "checkpoints" / "teacher.pt").models["teacher"]
+                for n in ("full", "no-distill")]
+    assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
+    assert [e["model"] for e in runs["no-distill"]["evaluations"]] == ["student"]
+
+
+def test_quality_bench_refuses_a_folder_that_is_not_synthcity(tmp_path):
+    line = murid("bench", "quality", "--data", tmp_path, "--workdir", tmp_path / "runs").error_line()
+    assert "is not a SynthCity folder" in line
+    data = synth_data(tmp_path / "synth")
+    line = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "r", "--runs", "full,best").error_line()
+    assert "unknown benchmark run 'best'" in line
