@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 
 from .theme import confidence_lut, label_image_item, label_lut, set_label_image
 
+STRIP_SIZE = 4  # murid_engine.training.previews.STRIP_SIZE (not imported: it loads torch)
 MAX_HISTORY = 300  # previews kept for the slider (each a few hundred KB at most)
 ROWS = ("image", "prediction", "confidence")
 
@@ -41,6 +42,7 @@ class PreviewStrip(QWidget):
         self._shown: int | None = None
         self._label_lut = label_lut()
         self._conf_lut = confidence_lut()
+        self._build(STRIP_SIZE)  # built once up front: not on the GUI thread mid-training
 
     def _build(self, n: int) -> None:
         self.view.clear()

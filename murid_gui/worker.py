@@ -91,6 +91,8 @@ class JobWorker(QObject):
     """Lives on the worker thread; runs one job at a time when ``request`` arrives."""
 
     request = Signal(str, object, object)  # name, job, control (GUI -> worker, queued)
+    preload_request = Signal()
+    preloaded = Signal(bool)
     started = Signal(str)
     event = Signal(object)  # StageStarted/Finished, Progress, Preview, RoundReady, ...
     losses = Signal(list)  # a batch of Losses events
@@ -100,6 +102,19 @@ class JobWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.request.connect(self._run)
+        self.preload_request.connect(self._preload)
+
+    @Slot()
+    def _preload(self) -> None:
+        """Warm the engine up before the first job (queued first, so jobs wait for it)."""
+        try:
+            from .tasks import preload_engine
+
+            preload_engine()
+        except Exception:  # noqa: BLE001 - only a warm-up: the job itself will report a problem
+            self.preloaded.emit(False)
+            return
+        self.preloaded.emit(True)
 
     @Slot(str, object, object)
     def _run(self, name: str, job: Job, control: Control) -> None:
@@ -132,7 +147,7 @@ class JobRunner(QObject):
     busy_changed = Signal(bool)
     paused_changed = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, preload: bool = True) -> None:
         super().__init__(parent)
         self.thread = QThread()
         self.thread.setObjectName("murid-worker")
@@ -144,7 +159,11 @@ class JobRunner(QObject):
         self.worker.losses.connect(self.losses)
         self.worker.failed.connect(self.failed)
         self.worker.finished.connect(self._on_finished)
+        self.preloaded = False
+        self.worker.preloaded.connect(lambda ok: setattr(self, "preloaded", True))
         self.thread.start()
+        if preload:
+            self.worker.preload_request.emit()
         self.control: Control | None = None
         self.current: str | None = None
 

@@ -1,0 +1,56 @@
+"""`murid bench gui`: the desktop app's responsiveness (GUI-thread stalls, live re-threshold).
+
+    murid bench gui [--json [FILE]] [--workdir DIR]
+
+The engine never imports Qt: the measurement lives in murid_gui.bench and is imported only when
+this benchmark runs. Register with ``register_gui(which)`` beside the other benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from murid_engine.errors import UserError
+from murid_engine.imageio import atomic_write_bytes
+
+
+def register_gui(which) -> None:
+    p = which.add_parser("gui", help="GUI responsiveness: longest and p99 stall of the GUI thread, "
+                                     "re-threshold time of a 2048x1024 pseudo-label",
+                         description="Drive the desktop app offscreen through a short smoke training "
+                                     "run with live previews and a review session, and report the "
+                                     "GUI thread's longest and 99th-percentile stall "
+                                     "(targets: under 100 ms) and the time to re-threshold a "
+                                     "2048x1024 pseudo-label (target: under 50 ms).")
+    p.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
+                   help="print the results as JSON only (or write them to FILE)")
+    p.add_argument("--workdir", type=Path, metavar="DIR",
+                   help="folder for the benchmark's data and project (default: a temporary one)")
+    p.set_defaults(run=run_gui_cmd)
+
+
+def run_gui_cmd(args) -> int:
+    if args.json_out not in (None, "-") and Path(args.json_out).is_dir():
+        raise UserError(f"--json {args.json_out} is a folder; give a file name")
+    if args.workdir is not None and (args.workdir / "project").exists():
+        raise UserError(f"{args.workdir / 'project'} exists; give a --workdir without a project in it")
+    try:
+        from murid_gui.bench import run_gui_bench  # Qt loads here, never with the engine
+    except ImportError as exc:
+        raise UserError(f"murid bench gui needs the desktop app's packages (PySide6, pyqtgraph): {exc}") from None
+    result = run_gui_bench(args.workdir)
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json_out == "-":
+        print(text, end="")
+        return 0
+    if args.json_out:
+        atomic_write_bytes(Path(args.json_out), text.encode())
+    t = result["training"]
+    print(f"max_stall_ms   {result['max_stall_ms']:.1f}  (target < 100)")
+    print(f"p99_stall_ms   {result['p99_stall_ms']:.1f}")
+    print(f"rethreshold_ms {result['rethreshold_ms']:.1f}  (2048x1024, target < 50)")
+    print(f"review live update at 2048x1024: {result['review_live_update_ms_2048x1024']:.1f} ms")
+    print(f"training: {t['seconds']:.1f} s, {t['previews_shown']} previews shown, "
+          f"max stall {t['max_stall_ms']:.1f} ms; review: max stall {result['review']['max_stall_ms']:.1f} ms")
+    return 0

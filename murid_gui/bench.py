@@ -1,0 +1,203 @@
+"""`murid bench gui`: how responsive the app stays while it trains and while the user reviews.
+
+Drives the real MainWindow offscreen: a short smoke training run with a preview every
+iteration (through the worker thread, as a user starts it), then a review session (every image
+of the last round opened, threshold and portion sliders moved, a brush stroke painted, undone
+and saved). A 5 ms timer on the GUI thread measures the event loop: a stall is how much later
+than due a tick runs. Also timed: the vectorised re-threshold of a 2048×1024 pseudo-label and the
+review's whole live update at that size (re-threshold + drawing the overlay).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TICK_MS = 5
+BIG = (1024, 2048)  # rows, columns: a Cityscapes-sized pseudo-label
+
+
+class StallMonitor:
+    """Records how late each tick of a fast timer on the GUI thread fires."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.stalls: list[float] = []
+        self._last: float | None = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.stalls.append(max(0.0, (now - self._last) * 1000 - TICK_MS))
+        self._last = now
+
+    def start(self) -> None:
+        self._last = None
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def summary(self) -> dict[str, float]:
+        a = np.asarray(self.stalls or [0.0])
+        return {"max_stall_ms": round(float(a.max()), 2), "p99_stall_ms": round(float(np.percentile(a, 99)), 2),
+                "ticks": int(a.size)}
+
+
+def _wait(app, condition, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("the benchmark's job did not finish in time")
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def _pump(app, seconds: float = 0.02) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def rethreshold_ms(repeats: int = 20) -> float:
+    """Median ms to re-threshold a 2048×1024 pseudo-label (uint8 prediction and confidence)."""
+    from murid_engine.curriculum.thresholds import rethreshold
+
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 19, BIG, dtype=np.uint8)
+    conf = rng.integers(0, 256, BIG, dtype=np.uint8)
+    thresholds = rng.uniform(0.3, 0.9, 19)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rethreshold(pred, conf, thresholds)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(float(np.median(times)), 2)
+
+
+def _live_update_ms(window, repeats: int = 10) -> float:
+    """Median ms of the review's whole live update on a 2048×1024 image: re-threshold + overlay."""
+    from murid_engine.curriculum.thresholds import rethreshold
+
+    canvas = window.review_view.canvas
+    rng = np.random.default_rng(1)
+    pred = rng.integers(0, 19, BIG, dtype=np.uint8)
+    conf = rng.integers(0, 256, BIG, dtype=np.uint8)
+    canvas.set_content(np.zeros((*BIG, 3), np.uint8), pred, conf, None, None)
+    times = []
+    for k in range(repeats):
+        t = np.full(19, 0.2 + 0.05 * k)
+        t0 = time.perf_counter()
+        canvas.set_labels(rethreshold(pred, conf, t))
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(float(np.median(times)), 2)
+
+
+def run_gui_bench(workdir: Path | None = None) -> dict[str, Any]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from murid_engine.synthcity import SynthConfig, generate
+
+    from . import tasks
+    from .app import make_app
+    from .main_window import MainWindow
+    from PySide6.QtCore import QSettings
+
+    tmp = tempfile.TemporaryDirectory(prefix="murid-bench-gui-") if workdir is None else None
+    root = Path(tmp.name if tmp else workdir)
+    try:
+        data = root / "synth"
+        if not (data / "synthcity.json").is_file():
+            generate(data, SynthConfig(n_source=12, n_target=10, n_val=6, width=128, height=64), workers=1)
+        folder = root / "project"
+        project = tasks.create_project(folder, f"synthcity:{data}", f"synthcity:{data}", "smoke")
+        cfg = project.config
+        cfg.data.crop = [128, 64]
+        cfg.warmup.iterations, cfg.adapt.iterations = 30, 15
+        cfg.curriculum.iterations_per_round, cfg.distill.iterations = 15, 10
+        cfg.preview_every = 1  # a preview every iteration: the worst case for the event loop
+        project.save_config(cfg)
+
+        app = make_app()
+        window = MainWindow(QSettings(str(root / "settings.ini"), QSettings.IniFormat))
+        window.resize(1280, 800)
+        window.show()
+        t0 = time.perf_counter()
+        _wait(app, lambda: window.runner.preloaded, 120)  # the app's start-up warm-up
+        preload_s = time.perf_counter() - t0
+        _pump(app, 0.2)
+        assert window.open_project(folder), window.last_error
+        window.show_view("train")
+        previews = []
+        window.runner.event.connect(lambda e: type(e).__name__ == "Preview" and previews.append(e))
+
+        train = StallMonitor()
+        train.start()
+        t0 = time.perf_counter()
+        window.start_training()
+        _wait(app, lambda: not window.runner.busy, 300)
+        train_s = time.perf_counter() - t0
+        train.stop()
+        if window.last_error:
+            raise RuntimeError(window.last_error)
+
+        review = StallMonitor()
+        window.show_view("review")
+        _pump(app, 0.1)
+        rv = window.review_view
+        review.start()
+        for stem in rv.images.stems():  # open every image of the round
+            rv.images.select(stem)
+            _pump(app)
+        for level in (40, 120, 200, 250):  # per-class threshold sliders
+            for c in range(19):
+                if rv.thresholds.sliders[c].isEnabled():
+                    rv.thresholds.sliders[c].setValue(level)
+            _pump(app)
+        for p in (10, 30, 70):
+            rv.thresholds.portion.setValue(p)
+            _pump(app)
+        rv.set_tool("brush")
+        canvas = rv.canvas
+        h, w = canvas.edit.shape
+        from PySide6.QtCore import QPointF
+
+        canvas.begin_stroke(QPointF(2, h / 2))
+        for x in range(2, w - 2, 3):
+            canvas.continue_stroke(QPointF(x, h / 2))
+            _pump(app, 0.005)
+        canvas.end_stroke()
+        canvas.undo()
+        canvas.redo()
+        rv.save_current()
+        _pump(app, 0.1)
+        review.stop()
+        live_ms = _live_update_ms(window)
+        window.runner.shutdown()
+        window.close()
+
+        t, r = train.summary(), review.summary()
+        return {
+            "max_stall_ms": max(t["max_stall_ms"], r["max_stall_ms"]),
+            "p99_stall_ms": max(t["p99_stall_ms"], r["p99_stall_ms"]),
+            "rethreshold_ms": rethreshold_ms(),
+            "review_live_update_ms_2048x1024": live_ms,
+            "training": {**t, "seconds": round(train_s, 2), "previews_shown": len(previews)},
+            "review": r,
+            "tick_ms": TICK_MS,
+            "startup_preload_s": round(preload_s, 2),
+            "targets": {"max_stall_ms": 100, "rethreshold_ms": 50},
+        }
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
