@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--screenshot", type=Path, metavar="FILE",
                    help="render the view offscreen to this PNG and exit")
     p.add_argument("--size", default="1280x800", metavar="WxH", help="window size for --screenshot")
+    p.add_argument("--train-seconds", type=float, default=0.0, metavar="S",
+                   help="with --screenshot: train the project for S seconds first, grab the "
+                        "window mid-run, then stop (a checkpoint is saved)")
     return p.parse_args(argv)
 
 
@@ -38,6 +41,20 @@ def make_app(argv: list[str] | None = None):
     app.setApplicationName("MURID Studio")
     app.setOrganizationName("MURID")
     return app
+
+
+def _train_for(app, window, seconds: float) -> None:
+    import time
+
+    while not window.runner.preloaded:
+        app.processEvents()
+        time.sleep(0.005)
+    window.show_view("train")
+    window.start_training()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and window.runner.busy:
+        app.processEvents()
+        time.sleep(0.005)
 
 
 def app_settings():
@@ -71,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         from .screenshot import save_screenshot
 
         w, h = (int(v) for v in args.size.lower().split("x"))
+        if args.train_seconds > 0 and window.project is not None:
+            _train_for(app, window, args.train_seconds)
         save_screenshot(window, args.screenshot, (w, h))
+        if window.runner.busy:
+            window.runner.stop()
+            while window.runner.busy:
+                app.processEvents()
         window.runner.shutdown()
         print(f"screenshot written to {args.screenshot}")
         return 0

@@ -141,6 +141,7 @@ class LabelCanvas(QWidget):
         self.mode = mode
         gt_mode = mode == "ground truth"
         self.right.setVisible(mode == "compare")
+        self.gt_item.setOpacity(self.opacity)
         self.conf_item.setVisible(mode == "confidence")
         self.overlay.setVisible(not gt_mode)
         # "ground truth" shows the labels where the pseudo-label was; compare puts them side by side.

@@ -19,7 +19,7 @@ from . import tasks
 from .results_view import ResultsView
 from .review_view import ReviewView
 from .start_view import RecentProjects, StartView
-from .theme import apply_theme, current_theme
+from .theme import apply_theme, current_theme, restyle_plots
 from .train_view import TrainView
 from .worker import JobRunner
 
@@ -100,8 +100,7 @@ class MainWindow(QMainWindow):
         apply_theme(QApplication.instance(), theme)
         self.settings.setValue("theme", theme)
         self.theme_actions[theme].setChecked(True)
-        for view in (self.review_view, self.results_view):
-            view.restyle()
+        restyle_plots(self)
 
     # ------------------------------------------------------------------ projects
     def show_view(self, name: str) -> None:

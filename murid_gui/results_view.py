@@ -251,6 +251,3 @@ class ResultsView(QWidget):
         self.matrix_item.setImage(norm.astype(np.float32), autoLevels=False, levels=(0.0, 1.0))
         self.matrix.setTitle(f"{TITLES.get(name, name)}: ids 0–18 = {', '.join(CLASS_NAMES[:4])}, …",
                              size="9pt")
-
-    def restyle(self) -> None:
-        pass

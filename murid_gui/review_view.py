@@ -278,6 +278,3 @@ class ReviewView(QWidget):
 
     def set_busy(self, busy: bool) -> None:
         self.new_round_button.setEnabled(not busy)
-
-    def restyle(self) -> None:
-        pass

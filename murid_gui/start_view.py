@@ -90,6 +90,14 @@ class StartView(QWidget):
         form.addRow("Target (unlabelled)", self._with_browse(self.target, "Target dataset", spec=True))
         form.addRow("Preset", self.preset)
         form.addRow("", self.create_button)
+        kinds = QLabel("Dataset kinds: <b>gta5</b> (images/, labels/), <b>synthia</b> (RGB/, GT/LABELS/), "
+                       "<b>cityscapes</b> (leftImg8bit/, gtFine/), <b>folder</b> (images/ and optional "
+                       "labels/ of train ids), <b>synthcity</b> (<code>murid synth</code>). The target "
+                       "needs no labels; a labelled validation split lets the app score the models. "
+                       "Presets: <b>cpu-demo</b> (minutes on a CPU), <b>paper</b> (ResNet-101, GPU), "
+                       "<b>smoke</b> (seconds, for checks).")
+        kinds.setWordWrap(True)
+        form.addRow("", kinds)
 
         # --- open + recent
         self.open_button = QPushButton("Open project folder…")

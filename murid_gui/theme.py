@@ -17,6 +17,24 @@ THEMES = ("dark", "light")
 LEVELS = (0, 255)
 
 
+COLORS = {"dark": ("#19232D", "#DFE1E2"), "light": ("#FAFAFA", "#19232D")}  # background, foreground
+
+
+def restyle_plots(root) -> None:
+    """Give the pyqtgraph widgets under `root` the current theme's colours (made before a switch)."""
+    bg, fg = COLORS[current_theme()]
+    for view in root.findChildren(pg.GraphicsView):
+        view.setBackground(bg)
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setPen(fg)
+                item.setTextPen(fg)
+            elif isinstance(item, pg.LegendItem):
+                item.setLabelTextColor(fg)
+            elif isinstance(item, pg.LabelItem) and item.text:
+                item.setText(item.text, color=fg)
+
+
 def apply_theme(app: QApplication, theme: str = "dark") -> None:
     """Style the whole app (qdarkstyle dark or light) and pyqtgraph's plots to match."""
     import qdarkstyle
@@ -26,8 +44,8 @@ def apply_theme(app: QApplication, theme: str = "dark") -> None:
     palette = qdarkstyle.DarkPalette if theme == "dark" else qdarkstyle.LightPalette
     app.setStyleSheet(qdarkstyle.load_stylesheet(qt_api="pyside6", palette=palette))
     app.setProperty("murid_theme", theme)
-    pg.setConfigOptions(background="#19232D" if theme == "dark" else "#FAFAFA",
-                        foreground="#DFE1E2" if theme == "dark" else "#19232D", antialias=False)  # antialiased curves cost paint time
+    bg, fg = COLORS[theme]
+    pg.setConfigOptions(background=bg, foreground=fg, antialias=False)  # antialiasing costs paint time
 
 
 def current_theme() -> str:
