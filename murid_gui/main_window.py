@@ -161,11 +161,13 @@ class MainWindow(QMainWindow):
         name = self.runner.current
         if name == "train":
             self.train_view.on_event(event)
+            if type(event).__name__ == "RoundReady":
+                self.review_view.round_ready(event.round)
         elif name in ("distil-evaluate", "export"):
             self.results_view.on_event(event)
             if type(event).__name__ in ("Losses", "Preview", "Progress"):
                 self.train_view.on_event(event)
-        elif name == "pseudo":
+        elif name in ("pseudo", "relabel"):
             self.review_view.on_event(event)
         text = getattr(event, "text", None) or (f"{event.stage}: started" if type(event).__name__ == "StageStarted" else None)
         if text:
@@ -187,7 +189,7 @@ class MainWindow(QMainWindow):
                 self.train_view.start_button.setText("▶ Continue training")
         elif name in ("distil-evaluate", "export"):
             self.results_view.job_finished(name, result)
-        elif name == "pseudo":
+        elif name in ("pseudo", "relabel"):
             self.review_view.job_finished(name, result)
 
     def _on_busy(self, busy: bool) -> None:

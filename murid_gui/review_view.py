@@ -58,6 +58,10 @@ class ReviewView(QWidget):
         self.new_round_button.setToolTip("Label the target images with the current teacher, using "
                                          "your thresholds and edits")
         self.new_round_button.clicked.connect(self.new_round)
+        self.apply_button = QPushButton("Apply thresholds to this round")
+        self.apply_button.setToolTip("Rewrite this round's labels with your thresholds (fast: the "
+                                     "teacher is not run again); training resumed on this round uses them")
+        self.apply_button.clicked.connect(lambda _=False: self.apply_to_round())
         self.save_button = QPushButton("Save edits && thresholds")
         self.save_button.clicked.connect(lambda _=False: self.save_current())
         self.status = QLabel("open a project with a curriculum round")
@@ -144,6 +148,7 @@ class ReviewView(QWidget):
         top.addWidget(QLabel("Round"))
         top.addWidget(self.round_box)
         top.addWidget(self.new_round_button)
+        top.addWidget(self.apply_button)
         top.addWidget(self.save_button)
         top.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
@@ -268,13 +273,36 @@ class ReviewView(QWidget):
         self.save_current()
         self.runner.start("pseudo", tasks.pseudo_job(self.project.root))
 
+    def apply_to_round(self) -> None:
+        if self.project is None or self.round is None:
+            return
+        self.save_current()
+        self.runner.start("relabel", tasks.relabel_job(self.project.root, self.round))
+
     def on_event(self, event) -> None:
         if type(event).__name__ == "StageStarted":
             self.status.setText(f"{event.stage} …")
 
+    def round_ready(self, r: int) -> None:
+        """A round was written (by training): list it without leaving the image being reviewed."""
+        if self.project is None:
+            return
+        if self.round_box.findData(r) < 0:
+            self.round_box.blockSignals(True)
+            self.round_box.addItem(f"round {r}", r)
+            self.round_box.blockSignals(False)
+        if self.round is None:
+            self.round_box.setCurrentIndex(self.round_box.findData(r))
+        else:
+            self.status.setText(f"round {r} is ready: choose it above to review it")
+
     def job_finished(self, name: str, result) -> None:
-        if name == "pseudo" and isinstance(result, int) and self.project is not None:
+        if name in ("pseudo", "relabel") and isinstance(result, int) and self.project is not None:
             self.set_project(self.project)
+            index = self.round_box.findData(result)
+            if index >= 0 and index != self.round_box.currentIndex():
+                self.round_box.setCurrentIndex(index)
 
     def set_busy(self, busy: bool) -> None:
         self.new_round_button.setEnabled(not busy)
+        self.apply_button.setEnabled(not busy)

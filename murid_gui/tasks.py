@@ -107,6 +107,21 @@ def pseudo_job(folder: Path, portion: float | None = None):
     return job
 
 
+def relabel_job(folder: Path, r: int):
+    """Rewrite round r's labels with the saved threshold overrides (the teacher is not re-run)."""
+    def job(sink, control: Control) -> int:
+        from murid_engine.curriculum.rounds import relabel_round
+        from murid_engine.training.round_labels import override_ids
+
+        project = Project.open(folder)
+        sink(StageStarted(f"relabel round {r}"))
+        info = relabel_round(project.round_dir(r), override_ids(project.load_overrides()), project.edits_dir)
+        sink(RoundReady(r, str(project.round_dir(r)), info["portion"], {"kept_fraction": info["kept_fraction"]}))
+        sink(StageFinished(f"relabel round {r}"))
+        return r
+    return job
+
+
 def distil_evaluate_job(folder: Path):
     """Distil the student when there is none yet, then compare the project's models on target-val.
 

@@ -9,6 +9,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
+from murid_engine.curriculum.rounds import read_round
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_NONE, Project
 
@@ -80,6 +81,11 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     review.save_current()
     saved = Project.open(window.project.root).load_overrides()
     assert saved.thresholds == {"road": 0.0} and saved.portion == pytest.approx(0.10)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):  # rewrite this round's labels
+        qtbot.mouseClick(review.apply_button, Qt.LeftButton)
+    info = read_round(window.project.round_dir(review.round))
+    assert info["thresholds"]["road"] == 0.0 and info["overrides"] == {"road": 0.0}
+    assert info["kept_pixels"]["road"] == info["predicted_pixels"]["road"]
     qtbot.mouseClick(panel.reset_button, Qt.LeftButton)
     assert panel.overrides == {} and not panel.portion_touched
 
