@@ -72,8 +72,8 @@ def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | Non
             sink(Message(f"the demo project {project_dir} exists already: opening it"))
             return str(project_dir)
         sink(StageStarted("generate SynthCity"))
-        # One process: the app's worker thread must not fork a pool behind the Qt event loop.
-        generate(data, SynthConfig(**(synth or {})), workers=1)  # defaults: the cpu-demo data
+        # The generator's pool uses 'spawn' (fresh interpreters, no fork of this Qt process).
+        generate(data, SynthConfig(**(synth or {})))  # defaults: the data of the cpu-demo preset
         sink(StageFinished("generate SynthCity"))
         spec = f"synthcity:{data}"
         create_project(project_dir, spec, spec, preset)
