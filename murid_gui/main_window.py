@@ -153,6 +153,10 @@ class MainWindow(QMainWindow):
         if self.project is None:
             self.report_error("open or create a project first")
             return False
+        if self.runner.busy:
+            self.report_error(f"the {self.runner.current} job is running; wait for it or stop it first")
+            return False
+        self.review_view.save_current()  # the run reads the edits and thresholds
         self.train_view.job_started()
         return self.runner.start("train", tasks.train_job(self.project.root))
 
@@ -195,6 +199,7 @@ class MainWindow(QMainWindow):
     def _on_busy(self, busy: bool) -> None:
         self.busy_bar.setVisible(busy)
         self.train_view.set_running(busy and self.runner.current == "train")
+        self.train_view.start_button.setEnabled(not busy)  # one job at a time
         self.start_view.set_busy(busy)
         self.results_view.set_busy(busy)
         self.review_view.set_busy(busy)

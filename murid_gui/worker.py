@@ -206,7 +206,7 @@ class JobRunner(QObject):
         self.busy_changed.emit(False)
         self.finished.emit(name, result)
 
-    def shutdown(self, timeout_ms: int = 10000) -> None:
+    def shutdown(self, timeout_ms: int = 60000) -> None:
         """Stop a running job (it checkpoints) and end the thread; called when the app closes."""
         self.stop()
         self.thread.quit()
