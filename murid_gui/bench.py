@@ -138,6 +138,8 @@ def run_gui_bench(workdir: Path | None = None) -> dict[str, Any]:
         _pump(app, 0.2)
         assert window.open_project(folder), window.last_error
         window.show_view("train")
+        _pump(app, 0.3)  # the view is drawn once before the user presses Start
+        window.repaint()
         previews = []
         window.runner.event.connect(lambda e: type(e).__name__ == "Preview" and previews.append(e))
 
