@@ -157,21 +157,29 @@ class ReviewView(QWidget):
         self._shortcuts()
 
     def _shortcuts(self) -> None:
-        keys = [(SHORTCUTS[t], lambda _=False, t=t: self.set_tool(t)) for t in SHORTCUTS]
-        keys += [(QKeySequence.Undo, lambda _=False: self.canvas.undo()),
-                 (QKeySequence.Redo, lambda _=False: self.canvas.redo()),
-                 ("Ctrl+Y", lambda _=False: self.canvas.redo()),
-                 (QKeySequence.Save, lambda _=False: self.save_current()),
-                 ("]", lambda _=False: self.brush_size.setValue(self.brush_size.value() + 1)),
-                 ("[", lambda _=False: self.brush_size.setValue(self.brush_size.value() - 1))]
+        def keys(*seqs) -> list[QKeySequence]:
+            out: list[QKeySequence] = []
+            for seq in seqs:
+                found = QKeySequence.keyBindings(seq) if isinstance(seq, QKeySequence.StandardKey) \
+                    else [QKeySequence(seq)]
+                out += [k for k in found if k not in out]
+            return out
+
+        bindings = [(keys(SHORTCUTS[t]), lambda _=False, t=t: self.set_tool(t)) for t in SHORTCUTS]
+        bindings += [(keys(QKeySequence.Undo), lambda _=False: self.canvas.undo()),
+                     (keys(QKeySequence.Redo, "Ctrl+Y", "Ctrl+Shift+Z"), lambda _=False: self.canvas.redo()),
+                     (keys(QKeySequence.Save), lambda _=False: self.save_current()),
+                     (keys("]"), lambda _=False: self.brush_size.setValue(self.brush_size.value() + 1)),
+                     (keys("["), lambda _=False: self.brush_size.setValue(self.brush_size.value() - 1))]
         self.actions_by_key = {}
-        for key, slot in keys:
+        for sequences, slot in bindings:
             action = QAction(self)
-            action.setShortcut(QKeySequence(key))
+            action.setShortcuts(sequences)
             action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             action.triggered.connect(slot)
             self.addAction(action)
-            self.actions_by_key[QKeySequence(key).toString()] = action
+            for seq in sequences:
+                self.actions_by_key[seq.toString()] = action
 
     # ------------------------------------------------------------------ project and rounds
     def set_project(self, project: Project) -> None:

@@ -41,3 +41,20 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     assert window.open_project(folder)
     assert view.table.rowCount() == 3
     close_window(window)
+
+
+def test_distil_without_a_teacher_says_so(qtbot, tmp_path, tmp_path_factory):
+    from gui_helpers import synth
+
+    from murid_gui import tasks
+
+    data = synth(tmp_path_factory.getbasetemp())
+    folder = tmp_path / "untrained"
+    tasks.create_project(folder, f"synthcity:{data}", f"synthcity:{data}", "smoke")
+    window = make_window(qtbot, tmp_path)
+    assert window.open_project(folder)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):
+        qtbot.mouseClick(window.results_view.run_button, Qt.LeftButton)
+    assert "no trained teacher" in window.last_error
+    assert window.results_view.run_button.isEnabled()  # usable again
+    close_window(window)
