@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsEllipseItem, QHBoxLayout, QWidget
 
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE
 
@@ -88,6 +88,13 @@ class LabelCanvas(QWidget):
         self.box.addItem(self.image_item)
         self.box.addItem(self.conf_item)
         self.box.addItem(self.overlay)
+        # The brush's footprint follows the mouse while the brush or the eraser is on.
+        self.cursor = QGraphicsEllipseItem()
+        self.cursor.setPen(pg.mkPen("#FFFFFF", width=1, cosmetic=True))
+        self.cursor.setZValue(10)
+        self.cursor.setVisible(False)
+        self.box.addItem(self.cursor, ignoreBounds=True)
+        self.left.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.box2.addItem(self.image_item2)
         self.box2.addItem(self.gt_item)
         layout = QHBoxLayout(self)
@@ -101,6 +108,7 @@ class LabelCanvas(QWidget):
     # ------------------------------------------------------------------ content
     def set_content(self, image: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
                     gt: np.ndarray | None, edit: np.ndarray | None) -> None:
+        same_size = self.image is not None and self.image.shape == image.shape
         self.image, self.labels, self.confidence, self.gt = image, labels, confidence, gt
         self.edit = edit.copy() if edit is not None else np.full(labels.shape, EDIT_NONE, np.uint8)
         self.history.clear()
@@ -111,7 +119,8 @@ class LabelCanvas(QWidget):
         set_label_image(self.conf_item, confidence, self._conf_lut)
         self._draw_gt()
         self.redraw()
-        self.box.autoRange(padding=0.01)
+        if not same_size:  # flipping through images of one size keeps the user's zoom
+            self.box.autoRange(padding=0.01)
 
     def set_labels(self, labels: np.ndarray) -> None:
         """New thresholds: the kept labels changed (the edit stays on top)."""
@@ -178,6 +187,17 @@ class LabelCanvas(QWidget):
             raise ValueError(f"unknown tool {tool}")
         self.tool = tool
         self.box.setMouseEnabled(tool == "pan", tool == "pan")
+        if tool not in ("brush", "eraser"):
+            self.cursor.setVisible(False)
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        painting = self.tool in ("brush", "eraser") and self.edit is not None
+        self.cursor.setVisible(painting and self.box.sceneBoundingRect().contains(scene_pos))
+        if painting:
+            p = self.box.mapSceneToView(scene_pos)
+            r = self.brush_radius + 0.5
+            x, y = np.floor(p.x()) + 0.5, np.floor(p.y()) + 0.5
+            self.cursor.setRect(x - r, y - r, 2 * r, 2 * r)
 
     def _pixel(self, pos) -> tuple[int, int] | None:
         if self.edit is None:

@@ -112,6 +112,7 @@ def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
     review.brush_size.setValue(2)
     drag(qtbot, canvas, [(5.5, h / 2), (15.5, h / 2), (25.5, h / 2)])
     painted = canvas.edit == CAR
+    assert canvas.cursor.isVisible() and canvas.cursor.rect().width() == 5  # the brush's footprint
     x0, y = _pixel_at(canvas, 5.5, h / 2)
     x1, _ = _pixel_at(canvas, 25.5, h / 2)
     assert painted[y, x0:x1 + 1].all() and painted[y - 2:y + 3, x0 + 2].all()  # radius 2
