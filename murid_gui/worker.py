@@ -62,6 +62,8 @@ class SignalSink:
             return
         if self._progress_gate.ready("progress"):
             self._send_coalesced()
+        if self._pending_preview is not None and self._previews.ready("preview"):
+            self._send_preview()  # a held-back preview goes out once its interval has passed
 
     def flush(self) -> None:
         """Send whatever is held back (at a stage boundary and at the end of the job)."""

@@ -105,3 +105,29 @@ def test_pause_resume_stop_saves_a_checkpoint(qtbot, tmp_path, tmp_path_factory)
     assert window.train_view.losses.series  # the curves got the live losses
     close_window(window)
 
+
+
+def test_held_back_preview_is_sent_once_its_interval_passes():
+    from murid_gui.worker import SignalSink
+
+    class Out:
+        def __init__(self):
+            self.items = []
+
+        def emit(self, x):
+            self.items.append(x)
+
+    class FakeWorker:
+        event, losses = Out(), Out()
+
+    now = [0.0]
+    sink = SignalSink(FakeWorker(), clock=lambda: now[0])
+    sink(_preview(1))  # passes at once
+    sink(_preview(2))  # held: within 200 ms of the first
+    shown = lambda: [e.iteration for e in FakeWorker.event.items if isinstance(e, Preview)]  # noqa: E731
+    assert shown() == [1]
+    now[0] = 0.25
+    sink(Progress("adapt", 2, 10))  # no new preview, but the held one is now due
+    assert shown() == [1, 2]
+    sink(StageStarted("x"))  # other events: nothing new to flush
+    assert shown() == [1, 2]
