@@ -138,8 +138,11 @@ class LabelCanvas(QWidget):
         self.overlay.setOpacity(self.opacity if self.mode != "confidence" else 0.0)
 
     def _draw_gt(self) -> None:
+        """The compare pane: ground truth where the target has labels, else the confidence."""
         if self.gt is not None:
             set_label_image(self.gt_item, self.gt, self._gt_lut)
+        elif self.confidence is not None:
+            set_label_image(self.gt_item, self.confidence, self._conf_lut)
         else:
             self.gt_item.clear()
 
@@ -150,7 +153,7 @@ class LabelCanvas(QWidget):
         self.mode = mode
         gt_mode = mode == "ground truth"
         self.right.setVisible(mode == "compare")
-        self.gt_item.setOpacity(self.opacity)
+        self.gt_item.setOpacity(self.opacity if self.gt is not None else 1.0)
         self.conf_item.setVisible(mode == "confidence")
         self.overlay.setVisible(not gt_mode)
         # "ground truth" shows the labels where the pseudo-label was; compare puts them side by side.
@@ -167,7 +170,7 @@ class LabelCanvas(QWidget):
         self.opacity = float(opacity)
         if self.mode == "ground truth":
             self.conf_item.setOpacity(self.opacity)
-        self.gt_item.setOpacity(self.opacity)
+        self.gt_item.setOpacity(self.opacity if self.gt is not None else 1.0)
         self.redraw()
 
     def set_visible_classes(self, visible: np.ndarray) -> None:

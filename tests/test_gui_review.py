@@ -91,10 +91,17 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
 
     review.mode.setCurrentText("confidence")
     assert review.canvas.conf_item.isVisible()
+    review.mode.setCurrentText("ground truth")
+    assert review.canvas.gt is not None  # SynthCity's target-train has labels
+    assert np.array_equal(review.canvas.conf_item.image, review.canvas.gt)
     review.mode.setCurrentText("compare")
     assert not review.canvas.right.isHidden()
+    assert np.array_equal(review.canvas.gt_item.image, review.canvas.gt)
+    for item in (review.canvas.overlay, review.canvas.gt_item):  # label maps: explicit table and levels
+        assert item.image.dtype == np.uint8 and tuple(item.levels) == (0, 255)
+        assert item.lut is not None and len(item.lut) == 256 and not item.autoDownsample
     review.opacity.setValue(20)
-    assert review.canvas.overlay.opacity() == pytest.approx(0.0 if False else 0.2)
+    assert review.canvas.overlay.opacity() == pytest.approx(0.2)
     review.legend.boxes[road].setChecked(False)  # hidden class: transparent in the lookup table
     assert review.canvas._lut[road][3] == 0
 
