@@ -13,6 +13,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget
 
 from murid_engine.errors import UserError
+from murid_engine.jobs import Message, StageStarted
 from murid_engine.project import Project
 
 from . import tasks
@@ -173,9 +174,10 @@ class MainWindow(QMainWindow):
                 self.train_view.on_event(event)
         elif name in ("pseudo", "relabel"):
             self.review_view.on_event(event)
-        text = getattr(event, "text", None) or (f"{event.stage}: started" if type(event).__name__ == "StageStarted" else None)
-        if text:
-            self.status_label.setText(text)
+        if isinstance(event, Message):
+            self.status_label.setText(event.text)
+        elif isinstance(event, StageStarted):
+            self.status_label.setText(f"{event.stage}: started")
 
     def _on_failed(self, name: str, message: str, detail: str) -> None:
         self.report_error(f"The {name} job failed: {message}", detail)
@@ -185,9 +187,9 @@ class MainWindow(QMainWindow):
             if self.open_project(result):
                 self.show_view("train")
         elif name == "train":
-            self.status_label.setText("training finished" if result else
-                                      "training stopped; a checkpoint was saved" if result is False
-                                      else "training ended")
+            if result is not None:  # None: it failed, and the status shows why
+                self.status_label.setText("training finished" if result else
+                                          "training stopped; a checkpoint was saved")
             if self.project is not None:
                 self.review_view.set_project(self.project)
                 self.train_view.start_button.setText("▶ Continue training")
