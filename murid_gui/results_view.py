@@ -60,11 +60,15 @@ class ResultsView(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setMinimumWidth(50)
+        self.report_button = QPushButton("Open report")
+        self.report_button.setToolTip("The HTML report (tables and confusion matrices) in the project's reports/")
+        self.report_button.clicked.connect(self.open_report)
         self.export_buttons = {}
         top = QHBoxLayout()
         top.addWidget(self.run_button)
         top.addWidget(self.stop_button)
         top.addWidget(self.progress, 1)
+        top.addWidget(self.report_button)
         for fmt, text in (("torchscript", "Export TorchScript"), ("onnx", "Export ONNX")):
             b = QPushButton(text)
             b.clicked.connect(lambda _=False, f=fmt: self.export(f))
@@ -145,9 +149,24 @@ class ResultsView(QWidget):
         self.stop_button.setEnabled(busy)
         for b in self.export_buttons.values():
             b.setEnabled(not busy and has_student)
+        self.report_button.setEnabled(self.report_path() is not None)
+        self.run_button.setText("⚗ Evaluate again" if has_student else "⚗ Distil && evaluate")
 
     def set_busy(self, busy: bool) -> None:
         self._update_buttons(busy)
+
+    def report_path(self):
+        if self.project is None:
+            return None
+        path = self.project.reports_dir / "evaluation.html"
+        return path if path.is_file() else None
+
+    def open_report(self) -> bool:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        path = self.report_path()
+        return path is not None and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     # ------------------------------------------------------------------ jobs
     def run(self) -> bool:

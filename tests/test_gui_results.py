@@ -28,6 +28,7 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     assert names == ["source-only", "teacher", "student"]
     assert view.table.item(2, 2).text() not in ("", "—")  # student's mIoU
     assert "faster" in view.speed_label.text()
+    assert view.report_button.isEnabled() and view.run_button.text().endswith("Evaluate again")
     assert len(view._bar_items) == 3
     assert view.matrix_model.currentData() == "student" and view.matrix_item.image is not None
     view.matrix_model.setCurrentIndex(1)  # the teacher's matrix

@@ -131,3 +131,20 @@ def test_held_back_preview_is_sent_once_its_interval_passes():
     assert shown() == [1, 2]
     sink(StageStarted("x"))  # other events: nothing new to flush
     assert shown() == [1, 2]
+
+
+def test_a_failing_training_run_reports_and_recovers(qtbot, tmp_path, tmp_path_factory):
+    from murid_gui import tasks
+
+    data = synth(tmp_path_factory.getbasetemp())
+    folder = tmp_path / "bad"
+    tasks.create_project(folder, f"synthcity:{data}", f"synthcity:{tmp_path / 'moved'}", "smoke")
+    window = make_window(qtbot, tmp_path)
+    assert window.open_project(folder)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000) as blocker:
+        qtbot.mouseClick(window.train_view.start_button, Qt.LeftButton)
+    assert blocker.args == ["train", None]
+    assert "moved" in window.last_error and "Traceback" not in window.last_error
+    assert window.status_label.text() == window.last_error
+    assert window.train_view.start_button.isEnabled() and not window.train_view.stop_button.isEnabled()
+    close_window(window)
