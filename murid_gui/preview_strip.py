@@ -71,10 +71,12 @@ class PreviewStrip(QWidget):
             self.show_index(len(self.history) - 1)
 
     def clear(self) -> None:
+        """Forget the previews; the image items stay (building them is the costly part)."""
         self.history.clear()
         self.slider.setRange(0, 0)
-        self.view.clear()
-        self._items = []
+        for row in self._items:
+            for item in row:
+                item.clear()
         self._shown = None
         self.caption.setText("no preview yet: start training")
 
