@@ -42,12 +42,20 @@ def preload_engine() -> None:
     gc.freeze()
 
 
+def _absolute(spec: str) -> str:
+    kind, sep, path = spec.partition(":")
+    if not sep or not path:
+        return spec
+    return f"{kind}:{Path(path).expanduser().resolve()}"
+
+
 def create_project(folder: Path, source: str, target: str, preset: str) -> Project:
     """A new project from a preset with its source and target datasets (as `murid train` does)."""
     if not source or not target:
         raise UserError("a project needs a source dataset and a target dataset (KIND:PATH)")
     cfg = load_preset(preset)
-    cfg.data.source, cfg.data.target = source, target
+    # Stored absolute: the app may be started from another folder next time.
+    cfg.data.source, cfg.data.target = _absolute(source), _absolute(target)
     return Project.create(folder, cfg.validate())
 
 
