@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from murid_engine.curriculum.rounds import load_round_image, read_round
 from murid_engine.curriculum.thresholds import rethreshold
+from murid_engine.errors import UserError
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
 
@@ -213,8 +214,9 @@ class ReviewView(QWidget):
         self.thresholds.load(self.info, self.project.load_overrides())
         self.overrides_dirty = False
         images = self.info["images"]
-        for stem in images:  # the edited-pixel count of the edits as they are now
-            edit = self.project.load_edit(stem)
+        edited = set(self.project.edited_stems())
+        for stem in images:  # the edited-pixel count of the edits as they are now (few files)
+            edit = self.project.load_edit(stem) if stem in edited else None
             images[stem]["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
         self.images.load(images)
         self.status.setText(f"round {r}: portion {self.info['portion']:g}, {len(images)} images, "
@@ -228,8 +230,12 @@ class ReviewView(QWidget):
         if stem == self.stem and self.pred is not None:
             return
         self.save_edit()
+        try:
+            self.pred, self.level = load_round_image(self.project.round_dir(self.round), stem)
+        except (UserError, OSError, ValueError) as exc:
+            self.status.setText(f"cannot show {stem}: {exc}")
+            return
         self.stem = stem
-        self.pred, self.level = load_round_image(self.project.round_dir(self.round), stem)
         image, gt, self.image_problem = self._images.load(stem, self.pred.shape)
         edit = self.project.load_edit(stem)
         if edit is not None and edit.shape != self.pred.shape:
