@@ -88,6 +88,13 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     assert info["kept_pixels"]["road"] == info["predicted_pixels"]["road"]
     qtbot.mouseClick(panel.reset_button, Qt.LeftButton)
     assert panel.overrides == {} and not panel.portion_touched
+    building = CLASS_NAMES.index("building")
+    qtbot.mouseClick(panel.names[building], Qt.LeftButton)  # its histogram and threshold line
+    assert panel.selected == building and "building" in panel.hist_plot.plotItem.titleLabel.text
+    assert np.array_equal(panel.hist_curve.getData()[1], panel.counts[building])
+    panel.hist_line.setValue(0.5)  # dragging the line on the histogram sets the threshold
+    panel.hist_line.sigPositionChangeFinished.emit(panel.hist_line)
+    assert panel.overrides == {building: 0.5} and panel.sliders[building].value() == 128
 
     review.mode.setCurrentText("confidence")
     assert review.canvas.conf_item.isVisible()
