@@ -12,6 +12,7 @@ from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import CLASS_NAMES
 
+from .bench_gui import register_gui
 from .bench_quality import register_quality
 
 
@@ -20,6 +21,7 @@ def register(sub) -> None:
     which = p.add_subparsers(dest="bench", metavar="BENCH")
     which.required = True
     register_quality(which)
+    register_gui(which)
     gap = which.add_parser("gap", help="SynthCity's domain gap: source-only vs oracle, one budget")
     gap.add_argument("--data", type=Path, help="a SynthCity folder (default: generate one, seed 0)")
     gap.add_argument("--iterations", type=int, default=2000, help="training iterations per run (2000)")

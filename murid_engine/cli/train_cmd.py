@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from murid_engine.config import apply_overrides, list_presets, load_preset
+from murid_engine.data import parse_spec
 from murid_engine.errors import UserError
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
@@ -40,13 +41,20 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
+def absolute_spec(spec: str) -> str:
+    """`KIND:PATH` with PATH made absolute (the kind is checked first)."""
+    kind, path = parse_spec(spec)
+    return f"{kind}:{path.resolve()}"
+
+
 def configure(args: argparse.Namespace, base: RunConfig) -> RunConfig:
     """The preset (or stored config) with the command line's changes, validated."""
     cfg = apply_overrides(base, list(args.overrides))
+    # Stored absolute, so the project finds its data from any working folder (the app's too).
     if args.source:
-        cfg.data.source = args.source
+        cfg.data.source = absolute_spec(args.source)
     if args.target:
-        cfg.data.target = args.target
+        cfg.data.target = absolute_spec(args.target)
     if args.stages:
         cfg = apply_overrides(cfg, [f"stages={args.stages}"], where="--stages")
     if args.device:
