@@ -148,6 +148,7 @@ class OptimConfig:
     weight_decay: float = 5e-4  # L2 weight decay
     poly_power: float = 0.9  # lr = base * (1 - it / stage_iterations) ** poly_power (DeepLab)
     head_lr_mult: float = 1.0  # lr multiplier of the ASPP classifier (10 in DeepLab-v2 UDA papers)
+    mr_lr_mult: float = 10.0  # lr multiplier of the MR modules (new, zero-gated layers); gates get no weight decay
 
     def validate(self) -> None:
         _check(_positive(self.lr), f"optim.lr must be positive, not {self.lr}")
@@ -155,6 +156,7 @@ class OptimConfig:
         _check(_non_negative(self.weight_decay), f"optim.weight_decay must be 0 or more, not {self.weight_decay}")
         _check(_non_negative(self.poly_power), f"optim.poly_power must be 0 or more, not {self.poly_power}")
         _check(_positive(self.head_lr_mult), f"optim.head_lr_mult must be positive, not {self.head_lr_mult}")
+        _check(_positive(self.mr_lr_mult), f"optim.mr_lr_mult must be positive, not {self.mr_lr_mult}")
 
 
 @dataclass

@@ -152,7 +152,8 @@ class TeacherTrainer:
         cfg = self.cfg
         self.sink(StageStarted(stage))
         lr = cfg.lr_of(stage)
-        self.optimizer = build_sgd(self.model, cfg.optim, lr, head=self.model.net.classifier)
+        self.optimizer = build_sgd(self.model, cfg.optim, lr, head=self.model.net.classifier,
+                                   mr=self.model.mr)
         saved = getattr(self, "_saved_optimizer", None)
         if first > 0 and saved is not None:
             self.optimizer.load_state_dict(saved)
