@@ -52,8 +52,8 @@ def _project_run(cfg: QualityConfig, run: str, sink: EventSink) -> RunResult:
     from murid_engine.pipeline import run_pipeline
 
     config = apply_overrides(load_preset(cfg.preset), list(cfg.overrides))
-    config.data.source = config.data.source or f"synthcity:{cfg.data}"
-    config.data.target = config.data.target or f"synthcity:{cfg.data}"
+    config.data.source = config.data.source or f"synthcity:{cfg.data.resolve()}"
+    config.data.target = config.data.target or f"synthcity:{cfg.data.resolve()}"
     config = config.ablate(**ABLATIONS[run]).validate()
     root = cfg.workdir / run
     if Project.is_project(root):
