@@ -27,7 +27,7 @@ from murid_engine.config import from_dict, read_json, to_dict
 from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE  # the edit-map values
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, read_index_png, write_grey_png
-from murid_engine.labels import CLASS_NAMES, IGNORE
+from murid_engine.labels import CLASS_NAMES
 from murid_engine.run_config import RunConfig
 
 FORMAT = "murid-project"

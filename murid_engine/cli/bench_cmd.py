@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 from murid_engine.errors import UserError
+
+from .json_output import emit_json
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import CLASS_NAMES
 
@@ -61,12 +63,8 @@ def run_speed_cmd(args) -> int:
     if args.json_out not in (None, "-") and Path(args.json_out).is_dir():
         raise UserError(f"--json {args.json_out} is a folder; give a file name")
     result = bench_speed(args.project, args.size, args.threads, min_seconds=args.seconds)
-    text = json.dumps(result, indent=2) + "\n"
-    if args.json_out == "-":
-        print(text, end="")
+    if emit_json(result, args.json_out):
         return 0
-    if args.json_out:
-        atomic_write_bytes(Path(args.json_out), text.encode())
     w, h = result["input_size"]
     print(f"{result['models']}")
     print(f"input {w}x{h}, batch 1, {result['threads']} thread(s), {result['device']}")

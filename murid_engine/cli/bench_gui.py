@@ -8,11 +8,11 @@ this benchmark runs. Register with ``register_gui(which)`` beside the other benc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from murid_engine.errors import UserError
-from murid_engine.imageio import atomic_write_bytes
+
+from .json_output import emit_json
 
 
 def register_gui(which) -> None:
@@ -40,12 +40,8 @@ def run_gui_cmd(args) -> int:
     except ImportError as exc:
         raise UserError(f"murid bench gui needs the desktop app's packages (PySide6, pyqtgraph): {exc}") from None
     result = run_gui_bench(args.workdir)
-    text = json.dumps(result, indent=2) + "\n"
-    if args.json_out == "-":
-        print(text, end="")
+    if emit_json(result, args.json_out):
         return 0
-    if args.json_out:
-        atomic_write_bytes(Path(args.json_out), text.encode())
     t = result["training"]
     print(f"max_stall_ms   {result['max_stall_ms']:.1f}  (target < 100)")
     print(f"p99_stall_ms   {result['p99_stall_ms']:.1f}")
