@@ -86,10 +86,9 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
     """
     overrides = project.load_overrides()
     cfg = project.config.curriculum
-    info = write_round(project.round_dir(r, create=True), _predictions(model, target, device, other),
+    return write_round(project.round_dir(r, create=True), _predictions(model, target, device, other),
                        portion, cfg.threshold_cap, override_ids(overrides), project.edits_dir,
                        round_index=r, num_classes=project.config.model.num_classes)
-    return info
 
 
 def round_portion(project: Project, r: int) -> float:

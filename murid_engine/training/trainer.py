@@ -82,6 +82,7 @@ class TeacherTrainer:
         self.model = MuridTeacher(self.cfg.model, self.cfg.mr).to(self.device)
         self.ema: MuridTeacher | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._saved_optimizer: dict | None = None  # a resumed stage's optimiser state, used once
         self.domains: Domains | None = None
         self.strip: PreviewStrip | None = None
         self.started = time.monotonic()
@@ -154,9 +155,8 @@ class TeacherTrainer:
         lr = cfg.lr_of(stage)
         self.optimizer = build_sgd(self.model, cfg.optim, lr, head=self.model.net.classifier,
                                    mr=self.model.mr)
-        saved = getattr(self, "_saved_optimizer", None)
-        if first > 0 and saved is not None:
-            self.optimizer.load_state_dict(saved)
+        if first > 0 and self._saved_optimizer is not None:
+            self.optimizer.load_state_dict(self._saved_optimizer)
         self._saved_optimizer = None
         if stage == "curriculum" and self.ema is None:
             self.ema = make_ema(self.model)
@@ -165,7 +165,6 @@ class TeacherTrainer:
         later = self._later_iterations(stage)
         sums: dict[str, float] = defaultdict(float)
         count = 0
-        batch_cfg = cfg.data
         round_no = None
         it = first
         while it < total:
@@ -181,7 +180,7 @@ class TeacherTrainer:
                 self.sink(Message(f"stopped at {stage} iteration {it}; checkpoint saved"))
                 return False
             set_lr(self.optimizer, cfg.optim, lr, it, total)
-            batch = self._batch(stage, target, batch_cfg.batch_size)
+            batch = self._batch(stage, target, cfg.data.batch_size)
             losses = self._step(stage, batch, it)
             it += 1
             values = {k: float(v) for k, v in losses.items()}
