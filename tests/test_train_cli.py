@@ -79,6 +79,12 @@ def test_train_configuration_errors(tmp_path, args, expected):
     assert not project.exists()  # a refused configuration creates no project
 
 
+def test_missing_dataset_folder_is_reported_once(tmp_path):
+    line = murid("train", "--project", tmp_path / "p", "--source", f"synthcity:{tmp_path / 'nowhere'}",
+                 "--target", f"synthcity:{tmp_path / 'nowhere'}", "--preset", "smoke").error_line()
+    assert "nowhere does not exist" in line
+
+
 def test_resume_on_a_folder_that_is_not_a_project(tmp_path):
     assert "is not a MURID project" in murid("train", "--project", tmp_path, "--resume").error_line()
 

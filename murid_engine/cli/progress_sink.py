@@ -84,8 +84,10 @@ class TerminalSink:
                 self._write(f"{model}: {_scalars(scores) or 'no scalar scores'}")
             case Message(text=text):
                 self._write(text)
-            case JobError(message=message, detail=detail):
-                self._write(f"error: {message}", sys.stderr)
+            case JobError(detail=detail):
+                # The job re-raises its error and the command reports it once (one sentence
+                # for a user's mistake); here only the bar is closed and, when asked, the detail.
+                self.close()
                 if self._verbose and detail:
                     self._write(detail.rstrip("\n"), sys.stderr)
             case _:
