@@ -1,8 +1,14 @@
-"""The images a run trains on: the labelled source, the target-train images, the target-val split."""
+"""The images a run trains on: the labelled source, the target-train images, the target-val split.
+
+The source and target-train images are decoded once into the run's decoded-image cache
+(image_cache.py: <project>/cache, reused by later runs while the files and sizes stay the same)
+and read from there one image at a time, so no domain is ever held in memory whole.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,17 +18,19 @@ from murid_engine.data.base import Dataset
 from murid_engine.errors import UserError
 from murid_engine.run_config import RunConfig
 
-from .batches import DecodedImages
+from .image_cache import CachedImages, ImageCache, temporary_cache_dir
 
 
 @dataclass
 class Domains:
-    source: DecodedImages  # images and train-id labels
-    target: DecodedImages  # images only (their labels, if any, are never read)
+    source: CachedImages  # images and train-id labels
+    target: CachedImages  # images only (their labels, if any, are never read)
     val: Dataset | None  # the labelled target split that previews and evaluation use
 
     @classmethod
-    def load(cls, cfg: RunConfig) -> "Domains":
+    def load(cls, cfg: RunConfig, cache_dir: Path | None = None) -> "Domains":
+        """The run's domains, decoded into `cache_dir` (a project's: image_cache.project_cache_dir;
+        None: a temporary folder removed when the process ends)."""
         d = cfg.data
         if not d.source or not d.target:
             raise UserError("a run needs a source and a target dataset (--source KIND:PATH "
@@ -34,16 +42,19 @@ class Domains:
             val = open_dataset(d.target, d.val_split)
         except UserError:
             val = None  # no validation split: previews use training images, no evaluation
-        source = DecodedImages(source_ds, with_labels=True, desc="decode source", size=d.source_size)
-        target = DecodedImages(target_ds, with_labels=False, desc="decode target", size=d.target_size)
-        return cls(source, target, val)
+        folder = temporary_cache_dir() if cache_dir is None else Path(cache_dir)
+        source = ImageCache.open(source_ds, folder, "source", with_labels=True, size=d.source_size,
+                                 workers=d.workers, desc="decode source")
+        target = ImageCache.open(target_ds, folder, "target", with_labels=False, size=d.target_size,
+                                 workers=d.workers, desc="decode target")
+        return cls(CachedImages(source, own_labels=True), CachedImages(target), val)
 
     @property
     def val_labelled(self) -> bool:
         return self.val is not None and self.val.has_labels
 
 
-def bank_images(source: DecodedImages, count: int, seed: int) -> list[torch.Tensor]:
+def bank_images(source: CachedImages, count: int, seed: int) -> list[torch.Tensor]:
     """A fixed random choice of source images (float, [0, 1]) for the teacher's source bank."""
     rng = np.random.default_rng(seed + 7919)
     idx = rng.choice(len(source), size=min(count, len(source)), replace=False)

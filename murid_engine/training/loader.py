@@ -1,0 +1,231 @@
+"""Training batches: a torch DataLoader over the decoded-image caches, deterministic by position.
+
+A batch is a pure function of (seed, rank, world size, stage, iteration): which images it holds
+and how each is scaled, cropped and flipped. So a run resumed at iteration k draws exactly the
+batches an uninterrupted run would have drawn, with no loader state in the checkpoint, and
+`data.workers` changes the speed, never the batches.
+
+Images: every domain's images are visited in a random order, a new order each pass ("epoch"),
+and the ranks of a DistributedDataParallel run take turns through one shared order, so in each
+pass every rank sees different images and together they see each image once (as torch's
+DistributedSampler does). Augmentation draws from `default_rng([seed, rank, stage, iteration,
+domain])`.
+
+Workers (`data.workers` > 0) prepare the next batches while the network trains, in uint8
+(crops.py) and, on a CPU, up to the float tensors the network takes; on a GPU they hand over
+uint8 in pinned memory and the conversion runs on the device. A stream of prepared batches never
+runs past a change of labels: the curriculum's rounds are separate streams (`stop`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from murid_engine.curriculum.rounds import LABELS_DIR
+from murid_engine.errors import UserError
+from murid_engine.project import Project
+from murid_engine.run_config import STAGES, DataConfig
+
+from .batches import AugmentConfig
+from .crops import crop_image, crop_label, draw_crop
+from .image_cache import CachedImages
+from .round_labels import NO_LOSS, training_maps
+
+SOURCE, TARGET = 0, 1  # domain ids in the random streams
+IGNORE_FILL = 255  # source padding: ignored by the cross-entropy
+
+
+# ------------------------------------------------------------------------- round labels
+@dataclass(frozen=True)
+class RoundLabels:
+    """The training maps of curriculum round `r` (round_labels.training_maps' rules: the round's
+    labels, the user's edits on top), read one stem at a time, when a batch needs it."""
+    project: Project
+    round: int
+
+    def label_path(self, stem: str) -> Path:
+        return Path(self.project.round_dir(self.round)) / LABELS_DIR / f"{stem}.png"
+
+    def check(self, stems: list[str]) -> None:
+        """Raise now, not mid-round, when the round lacks a label of an image."""
+        for stem in stems:
+            if not self.label_path(stem).is_file():
+                raise UserError(f"pseudo-label round {self.round} of {self.project.root} has no "
+                                f"label for image '{stem}'")
+
+    def read(self, stem: str, shape: tuple[int, int]) -> np.ndarray:
+        labels = training_maps(self.project, self.round, [stem])[0].numpy()
+        if labels.shape != tuple(shape):
+            raise UserError(f"{self.label_path(stem)} is {labels.shape[1]}x{labels.shape[0]}, but its "
+                            f"image is {shape[1]}x{shape[0]} (was data.target_size changed after the "
+                            "round was made?)")
+        return labels
+
+
+# ------------------------------------------------------------------------ the streams
+def sample_indices(n: int, count: int, seed: int, stage: int, domain: int, iteration: int,
+                   rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """The `count` image indices of one rank's batch at `iteration`: positions in a shared
+    stream of random permutations of range(n), one permutation per pass over the data."""
+    first = (iteration * world_size + rank) * count
+    positions = np.arange(first, first + count)
+    out = np.empty(count, dtype=np.int64)
+    for epoch in np.unique(positions // n):
+        order = np.random.default_rng([seed, stage, domain, int(epoch)]).permutation(n)
+        here = positions // n == epoch
+        out[here] = order[positions[here] % n]
+    return out
+
+
+class HostBatch(NamedTuple):
+    """A batch in host memory: images B×3×h×w (float in [0, 1], or uint8 for the device to
+    convert), labels B×h×w (long, or uint8); target parts None when the stage has none."""
+    source: torch.Tensor
+    source_labels: torch.Tensor
+    target: torch.Tensor | None
+    target_labels: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """What one stream of batches is a function of (besides the iteration)."""
+    seed: int
+    stage: int  # index in run_config.STAGES
+    rank: int = 0
+    world_size: int = 1
+
+
+class BatchMaker(torch.utils.data.Dataset):
+    """Item `iteration`: the whole batch of that iteration (one worker makes one batch)."""
+
+    def __init__(self, source: CachedImages, target: CachedImages | None, aug: AugmentConfig,
+                 batch_size: int, stream: Stream, as_float: bool):
+        self.source, self.target, self.aug = source, target, aug
+        self.batch_size, self.stream, self.as_float = batch_size, stream, as_float
+
+    def __len__(self) -> int:  # the streams are infinite; a DataLoader's sampler picks the range
+        return 2 ** 62
+
+    def _domain(self, images: CachedImages, domain: int, iteration: int, fill: int
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s = self.stream
+        idx = sample_indices(len(images), self.batch_size, s.seed, s.stage, domain, iteration,
+                             s.rank, s.world_size)
+        rng = np.random.default_rng([s.seed, s.rank, s.stage, iteration, domain])
+        with_labels = images.has_labels
+        crops, labels = [], []
+        for i in idx:
+            image = images.cache.image(int(i))
+            crop = draw_crop(rng, image.shape[0], image.shape[1], self.aug)
+            crops.append(crop_image(image, crop, self.aug.crop))
+            if with_labels:
+                labels.append(crop_label(images.label_map(int(i)), crop, self.aug.crop, fill))
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+        y = torch.from_numpy(np.stack(labels)) if with_labels else None
+        if self.as_float:
+            x = x.float().div_(255.0)
+            y = None if y is None else y.long()
+        return x.contiguous(), y
+
+    def __getitem__(self, iteration: int) -> HostBatch | str:
+        try:
+            xs, ys = self._domain(self.source, SOURCE, iteration, IGNORE_FILL)
+            if self.target is None:
+                return HostBatch(xs, ys, None, None)
+            # Padding of target crops (round maps) is NO_LOSS: never trained on, not even through
+            # the EMA teacher's online labels, which fill the FILL (255) pixels.
+            xt, yt = self._domain(self.target, TARGET, iteration, NO_LOSS)
+            return HostBatch(xs, ys, xt, yt)
+        except UserError as exc:
+            return str(exc)  # crosses the worker boundary as one sentence, not a traceback
+
+
+def _worker_init(_: int) -> None:
+    # A worker is one more process on the training machine's cores: one thread each.
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def to_device(batch: HostBatch, device: torch.device) -> HostBatch:
+    """The batch on `device`, images float in [0, 1] and labels long."""
+    def move(t: torch.Tensor | None, image: bool) -> torch.Tensor | None:
+        if t is None:
+            return None
+        t = t.to(device, non_blocking=True)
+        if t.dtype == torch.uint8:
+            t = t.float().div_(255.0) if image else t.long()
+        return t
+
+    return HostBatch(move(batch.source, True), move(batch.source_labels, False),
+                     move(batch.target, True), move(batch.target_labels, False))
+
+
+class TrainingBatches:
+    """The batches of a run's stages, on the run's device; `get` them in iteration order.
+
+    `rank` and `world_size` are those of DistributedDataParallel (one process: 0 and 1).
+    """
+
+    def __init__(self, source: CachedImages, target: CachedImages, data: DataConfig, seed: int,
+                 device: torch.device, rank: int = 0, world_size: int = 1):
+        if not source.has_labels:
+            raise ValueError("the source images of a training run need their labels")
+        for name, images in (("source", source), ("target", target)):
+            if len(images) == 0:
+                raise UserError(f"the {name} dataset of this run has no images to train on")
+        self.source, self.target = source, target
+        self.aug, self.batch_size, self.workers = data.augment(), data.batch_size, data.workers
+        self.seed, self.device = seed, torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self._key: tuple | None = None
+        self._iterator = None
+        self._next = 0
+
+    def maker(self, stage: str, target: CachedImages | None) -> BatchMaker:
+        # On a GPU the device converts uint8 faster than a worker, and pinned uint8 moves 4x fewer bytes.
+        return BatchMaker(self.source, target, self.aug, self.batch_size,
+                          Stream(self.seed, STAGES.index(stage), self.rank, self.world_size),
+                          as_float=self.device.type != "cuda")
+
+    def get(self, stage: str, iteration: int, stop: int, target: CachedImages | None) -> HostBatch:
+        """The batch of `iteration` of `stage`, with `target` images (None: source only).
+
+        Workers prepare batches up to `stop` (exclusive): pass the end of the stage, or of the
+        curriculum round, so that no batch is made with labels that are about to change.
+        """
+        if self.workers == 0:
+            return self._unwrap(self.maker(stage, target)[iteration])
+        key = (stage, stop, None if target is None else (id(target.cache), target.label_source))
+        if key != self._key or iteration != self._next or self._iterator is None:
+            self.close()
+            loader = torch.utils.data.DataLoader(
+                self.maker(stage, target), sampler=range(iteration, stop), batch_size=None,
+                num_workers=self.workers, collate_fn=_as_is, worker_init_fn=_worker_init,
+                pin_memory=self.device.type == "cuda",
+                # Its own generator: a DataLoader draws its workers' seed from the global torch
+                # RNG otherwise, which would shift the training's random stream with `workers`.
+                generator=torch.Generator().manual_seed(self.seed))
+            self._iterator, self._key = iter(loader), key
+        self._next = iteration + 1
+        return self._unwrap(next(self._iterator))
+
+    def _unwrap(self, item: HostBatch | str) -> HostBatch:
+        if isinstance(item, str):
+            raise UserError(item)
+        return to_device(item, self.device)
+
+    def close(self) -> None:
+        """Stop the workers of the current stream (a new stream starts them again)."""
+        self._iterator = None  # the DataLoader iterator shuts its workers down when released
+        self._key = None
