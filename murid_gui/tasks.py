@@ -93,10 +93,9 @@ def pseudo_job(folder: Path, portion: float | None = None):
     """Write the project's next pseudo-label round with its teacher (as `murid pseudo`)."""
     def job(sink, control: Control) -> int:
         from murid_engine.data import open_dataset
+        from murid_engine.devices import resolve_device
         from murid_engine.model_store import project_model
-        from murid_engine.training.batches import DecodedImages
         from murid_engine.training.round_labels import label_round, round_portion
-        from murid_engine.training.trainer import resolve_device
 
         project = Project.open(folder)
         cfg = project.config
@@ -105,9 +104,8 @@ def pseudo_job(folder: Path, portion: float | None = None):
         r = (project.latest_round() or 0) + 1
         p = portion if portion is not None else round_portion(project, r)
         sink(StageStarted("pseudo-label"))
-        target = DecodedImages(open_dataset(cfg.data.target, cfg.data.target_split), with_labels=False,
-                               desc="decode target", size=cfg.data.target_size)
-        info = label_round(project, r, p, teacher.model.to(device), target, device)
+        target = open_dataset(cfg.data.target, cfg.data.target_split)  # read image by image
+        info = label_round(project, r, p, teacher.model.to(device), device, target=target)
         sink(RoundReady(r, str(project.round_dir(r)), info["portion"],
                         {"kept_fraction": info["kept_fraction"]}))
         sink(StageFinished("pseudo-label"))

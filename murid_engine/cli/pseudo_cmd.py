@@ -47,18 +47,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{project.project_file} names no target dataset (data.target) to pseudo-label")
     # torch and the models load only now, so that `murid --help` and argument errors stay fast.
     from murid_engine.data import open_dataset
+    from murid_engine.devices import resolve_device
     from murid_engine.model_store import project_model
-    from murid_engine.training.batches import DecodedImages
     from murid_engine.training.round_labels import label_round, round_portion
-    from murid_engine.training.trainer import resolve_device
 
     teacher = project_model(project, "teacher")  # one-sentence error when not trained yet
     device = resolve_device(args.device or cfg.device)
     r = (project.latest_round() or 0) + 1
     portion = args.portion if args.portion is not None else round_portion(project, r)
-    target = DecodedImages(open_dataset(cfg.data.target, cfg.data.target_split), with_labels=False,
-                           desc="decode target", size=cfg.data.target_size)
-    info = label_round(project, r, portion, teacher.model.to(device), target, device)
+    # Read image by image while labelling (memory does not grow with the number of images).
+    target = open_dataset(cfg.data.target, cfg.data.target_split)
+    info = label_round(project, r, portion, teacher.model.to(device), device, target=target)
     print(format_round(project.round_dir(r), info))
     return 0
 

@@ -3,12 +3,23 @@
     murid train --project DIR [--source KIND:PATH] [--target KIND:PATH] [--preset NAME]
                 [--stages warmup,adapt,curriculum,distill] [--set key=value ...] [--resume]
                 [--no-mr] [--no-curriculum] [--no-distill]
+
+On several processes, the same command under torchrun (DESIGN.md §7):
+
+    torchrun --standalone --nproc_per_node N -m murid_engine train --project DIR ...
+
+Rank 0 creates or opens the project and speaks for the run (progress, the summary, a user's
+mistake as one sentence); the other ranks open the project it made and stay quiet, and a
+mistake rank 0 finds stops them too, with the same exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from murid_engine.config import apply_overrides, list_presets, load_preset
 from murid_engine.data import parse_spec
@@ -17,6 +28,9 @@ from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
 
 from .progress_sink import TerminalSink
+
+if TYPE_CHECKING:
+    from murid_engine.distributed import DistContext
 
 
 def register(sub) -> None:
@@ -86,11 +100,37 @@ def open_or_create(args: argparse.Namespace) -> Project:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = open_or_create(args)
-    from murid_engine.pipeline import run_pipeline  # torch is imported only when training
+    # torch is imported only when training
+    from murid_engine.distributed import RanksAgree, distributed_session
 
-    with TerminalSink() as sink:
-        done = run_pipeline(project, sink, resume=args.resume)
+    with distributed_session() as dist:
+        try:
+            return _train(args, dist)
+        except RanksAgree as exc:
+            if not dist.distributed:
+                raise
+            if dist.is_main:  # one sentence for the whole run
+                print(f"murid {args.command}: error: {exc}", file=sys.stderr, flush=True)
+            # No rank exits before rank 0 has said it: torchrun stops the rest at the first exit.
+            dist.barrier()
+            return exc.exit_code
+        except UserError as exc:
+            if not dist.distributed:
+                raise
+            raise UserError(f"rank {dist.rank}: {exc}") from None
+
+
+def _train(args: argparse.Namespace, dist: DistContext) -> int:
+    from murid_engine.pipeline import run_pipeline
+
+    made: list[Project] = []
+    # Rank 0 alone creates the project (or refuses to); the others open what it made.
+    dist.agree(lambda: made.append(open_or_create(args)))
+    project = made[0] if made else Project.open(args.project)
+    with TerminalSink() if dist.is_main else contextlib.nullcontext() as sink:
+        done = run_pipeline(project, sink, resume=args.resume, dist=dist)
+    if not dist.is_main:
+        return 0 if done else 130
     if not done:
         print(f"stopped; continue with: murid train --project {args.project} --resume")
         return 130

@@ -11,13 +11,19 @@ predictions on every target-train image. For training, a round becomes one uint8
 
 User edits and per-class threshold overrides therefore take precedence over the automatic
 labels (DESIGN.md §2): overrides change which pixels the round keeps, edits replace labels.
+
+The teacher's pass streams: each image is read from disk, resized as in training
+(`data.target_size`), predicted in small same-size batches and handed to `write_round`, so memory
+does not grow with the number of images. Under torchrun each rank predicts its shard (indices
+rank::world_size) and the ranks meet after every chunk, when rank 0 gathers the chunk's
+predictions and writes them: only rank 0 writes, and it holds one chunk at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,13 +35,18 @@ from murid_engine.curriculum.rounds import (
     check_edit_values,
     write_round,
 )
+from murid_engine.curriculum.thresholds import quantise_confidence
+from murid_engine.data.base import Dataset
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES, IGNORE
 from murid_engine.progress import progress
 from murid_engine.project import Overrides, Project
 
-from .batches import DecodedImages
+from .batches import resize_rgb
+
+if TYPE_CHECKING:
+    from murid_engine.distributed import DistContext
 
 FILL = IGNORE  # below threshold: the EMA teacher fills these pixels in online
 NO_LOSS = 254  # painted 'ignore' or padding: no loss
@@ -46,49 +57,107 @@ def override_ids(overrides: Overrides) -> dict[int, float]:
     return {CLASS_NAMES.index(name): float(v) for name, v in overrides.thresholds.items()}
 
 
+# (index in the dataset, stem, argmax train ids, confidence levels, disagreement or None)
+Prediction = tuple[int, str, np.ndarray, np.ndarray, "float | None"]
+
+
 @torch.no_grad()
-def _predictions(model: torch.nn.Module, images: DecodedImages, device: torch.device,
-                 other: torch.nn.Module | None, batch: int = 8
-                 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float | None]]:
-    """(stem, argmax, confidence, disagreement with `other`) per in-memory image."""
+def _predict(model: torch.nn.Module, other: torch.nn.Module | None, images: list[np.ndarray],
+             device: torch.device) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+    """(argmax, confidence levels, disagreement with `other`) of same-size H×W×3 uint8 images."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+    conf, pred = torch.softmax(model(x)["out"].float(), dim=1).max(dim=1)
+    other_pred = other(x)["out"].argmax(dim=1) if other is not None else None
+    out = []
+    for j in range(x.shape[0]):
+        dis = None if other_pred is None else float((other_pred[j] != pred[j]).float().mean())
+        # Quantised here, as write_round would (level = round(conf * 255)): a quarter of the
+        # bytes to gather, the same round.
+        out.append((pred[j].to(torch.uint8).cpu().numpy(), quantise_confidence(conf[j].cpu().numpy()),
+                    dis))
+    return out
+
+
+def _chunk(model: torch.nn.Module, other: torch.nn.Module | None, target: Dataset,
+           indices: range, size: tuple[int, int] | None, device: torch.device) -> list[Prediction]:
+    """Predictions of the images `indices`, read now; runs of one size share a batch."""
+    out: list[Prediction] = []
+    run: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        preds = _predict(model, other, [image for _, image in run], device)
+        out.extend((i, target.samples[i].stem, *p) for (i, _), p in zip(run, preds))
+        run.clear()
+
+    for i in indices:
+        image = resize_rgb(target.read_image(i), size)
+        if run and run[0][1].shape != image.shape:
+            flush()
+        run.append((i, image))
+    if run:
+        flush()
+    return out
+
+
+def _predictions(model: torch.nn.Module, target: Dataset, size: tuple[int, int] | None,
+                 device: torch.device, other: torch.nn.Module | None, dist: "DistContext",
+                 batch: int = 8) -> Iterator[tuple[str, np.ndarray, np.ndarray, float | None]]:
+    """(stem, argmax, confidence levels, disagreement with `other`) per image, in dataset order,
+    on rank 0; nothing on the other ranks, which predict their shares and hand them over.
+
+    Every rank runs the same number of chunks (it depends on the dataset's length only), so
+    the gathers meet. Eval mode while predicting; the models' modes are restored.
+    """
     models = [m for m in (model, other) if m is not None]
     modes = [m.training for m in models]
     for m in models:
         m.eval()
+        dist.sync_buffers(m)  # rank 0's BatchNorm statistics on every rank
     try:
-        # Images of one size are batched; a ragged dataset falls back to one at a time.
-        for start in progress(range(0, len(images), batch), "pseudo-label", -(-len(images) // batch)):
-            chunk = images.images[start:start + batch]
-            groups = [chunk] if len({t.shape for t in chunk}) == 1 else [[t] for t in chunk]
-            offset = start
-            for group in groups:
-                x = torch.stack(group).float().div_(255.0).to(device)
-                probs = torch.softmax(model(x)["out"].float(), dim=1)
-                conf, pred = probs.max(dim=1)
-                other_pred = other(x)["out"].argmax(dim=1) if other is not None else None
-                for j in range(x.shape[0]):
-                    dis = None if other_pred is None else float((other_pred[j] != pred[j]).float().mean())
-                    yield (images.stems[offset + j], pred[j].to(torch.uint8).cpu().numpy(),
-                           conf[j].cpu().numpy(), dis)
-                offset += x.shape[0]
+        step = batch * dist.world_size
+        starts = range(0, len(target), step)
+        if dist.is_main:
+            starts = progress(starts, "pseudo-label", len(starts))
+        for start in starts:
+            mine = range(start + dist.rank, min(start + step, len(target)), dist.world_size)
+            parts = dist.gather_to_main(_chunk(model, other, target, mine, size, device))
+            if parts is None:
+                continue
+            for _, *item in sorted((p for part in parts for p in part), key=lambda p: p[0]):
+                yield tuple(item)
     finally:
         for m, mode in zip(models, modes):
             m.train(mode)
 
 
 def label_round(project: Project, r: int, portion: float, model: torch.nn.Module,
-                target: DecodedImages, device: torch.device,
-                other: torch.nn.Module | None = None) -> dict[str, Any]:
+                device: torch.device, other: torch.nn.Module | None = None, *,
+                dist: "DistContext | None" = None, target: Dataset | None = None) -> dict[str, Any]:
     """Write round `r` of the project: the teacher's labels of every target-train image.
 
     `model` maps x in [0, 1] to {'out': logits} (the teacher with its source bank); `other`
     (the model being trained), when given, feeds each image's teacher/student disagreement.
+    `target` defaults to the project's target-train split (data.target, data.target_split),
+    read image by image at `data.target_size`. With `dist`, every rank must call this
+    together; rank 0 writes the round and every rank gets its round.json (once it is written).
     """
-    overrides = project.load_overrides()
-    cfg = project.config.curriculum
-    return write_round(project.round_dir(r, create=True), _predictions(model, target, device, other),
-                       portion, cfg.threshold_cap, override_ids(overrides), project.edits_dir,
-                       round_index=r, num_classes=project.config.model.num_classes)
+    from murid_engine.distributed import DistContext
+
+    dist = dist or DistContext()
+    cfg = project.config
+    if target is None:
+        from murid_engine.data import open_dataset
+        target = open_dataset(cfg.data.target, cfg.data.target_split)
+    stream = _predictions(model, target, cfg.data.target_size, device, other, dist)
+    info = None
+    if dist.is_main:
+        info = write_round(project.round_dir(r, create=True), stream, portion,
+                           cfg.curriculum.threshold_cap, override_ids(project.load_overrides()),
+                           project.edits_dir, round_index=r, num_classes=cfg.model.num_classes)
+    else:
+        for _ in stream:  # this rank's predictions go to rank 0 chunk by chunk
+            pass
+    return dist.broadcast_object(info)
 
 
 def round_portion(project: Project, r: int) -> float:

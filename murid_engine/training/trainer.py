@@ -10,20 +10,27 @@ Files of a run: checkpoints/latest.pt (the resume point), checkpoints/source_onl
 network after warmup: the lower-bound reference), checkpoints/teacher.pt (the adapted teacher
 with its source bank: what evaluate, predict and distil use), rounds/round_NN (pseudo-labels),
 metrics.jsonl (losses every `LOG_EVERY` iterations, evaluations, round summaries).
+
+Under torchrun (murid_engine.distributed) every rank runs this job: the network is trained in
+DistributedDataParallel, each rank draws its own batches, losses are averaged over the ranks,
+pseudo-labelling and evaluation are sharded, and only rank 0 writes into the project.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
 from murid_engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from murid_engine.devices import Precision, optimiser_step, resolve_device
+from murid_engine.distributed import DistContext, RanksAgree, evaluate_sharded, wrap_teacher
 from murid_engine.errors import UserError
-from murid_engine.inference import evaluate_model
 from murid_engine.jobs import (
     Control,
     EtaEstimator,
@@ -42,24 +49,18 @@ from murid_engine.models.teacher import MuridTeacher, SourceBank
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
 
-from .batches import augmented_batch
 from .domains import Domains, bank_images
 from .ema import make_ema, update_ema
+from .image_cache import CachedImages, project_cache_dir
+from .loader import RoundLabels, TrainingBatches
 from .optim import build_sgd, set_lr
 from .previews import PreviewStrip
-from .round_labels import NO_LOSS, label_round, round_portion, training_maps
+from .round_labels import label_round, round_portion
 from .steps import Batch, adapt_step, curriculum_step, warmup_step
 
 TEACHER_STAGES = ("warmup", "adapt", "curriculum")
 LOG_EVERY = 10  # iterations between loss records in metrics.jsonl
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' was asked for, but this machine has no CUDA GPU")
-    return torch.device(name)
+__all__ = ["TeacherTrainer", "resolve_device"]  # resolve_device: the commands import it from here
 
 
 @dataclass
@@ -70,20 +71,27 @@ class Position:
 
 
 class TeacherTrainer:
-    def __init__(self, project: Project, sink: EventSink | None = None, control: Control | None = None):
+    def __init__(self, project: Project, sink: EventSink | None = None, control: Control | None = None,
+                 dist: DistContext | None = None):
         self.project = project
         self.cfg: RunConfig = project.config
         self.sink = sink or NullSink()
         self.control = control or Control()
-        self.device = resolve_device(self.cfg.device)
+        self.dist = (dist or DistContext()).on_device(self.cfg.device)
+        self.device = self.dist.device
+        self.precision = Precision.choose(self.device.type, self.cfg.amp)
+        self.scaler = self.precision.scaler(self.device)
         self.np_rng = np.random.default_rng(self.cfg.seed)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        torch.manual_seed(self.cfg.seed)
-        self.model = MuridTeacher(self.cfg.model, self.cfg.mr).to(self.device)
+        torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
+        self.model = self.precision.model(MuridTeacher(self.cfg.model, self.cfg.mr).to(self.device))
+        self.dist.reseed_rank(self.cfg.seed, self.np_rng, self.gen)
+        self.trained: torch.nn.Module = self.model  # what the steps call: the model, or its DDP view
         self.ema: MuridTeacher | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._saved_optimizer: dict | None = None  # a resumed stage's optimiser state, used once
         self.domains: Domains | None = None
+        self.batches: TrainingBatches | None = None
         self.strip: PreviewStrip | None = None
         self.started = time.monotonic()
 
@@ -111,10 +119,16 @@ class TeacherTrainer:
             raise UserError(f"{self.project.root} already holds a training run; "
                             "continue it with --resume, or train in a new project folder")
         if self.project.latest_checkpoint() is None and self.cfg.model.pretrained:
-            report = load_pretrained(self.model.net.backbone, self.cfg.model.pretrained)
+            report = self.dist.main_first(
+                lambda: load_pretrained(self.model.net.backbone, self.cfg.model.pretrained))
             self.sink(Message(report.summary()))
-        self.domains = Domains.load(self.cfg)
-        self.strip = PreviewStrip.choose(self.domains, self.device)
+        # main_first: rank 0 decodes the cache (or finds a missing dataset) before the others.
+        self.domains = self.dist.main_first(
+            lambda: Domains.load(self.cfg, project_cache_dir(self.project.root)))
+        self.batches = TrainingBatches(self.domains.source, self.domains.target, self.cfg.data,
+                                       self.cfg.seed, self.device,
+                                       rank=self.dist.rank, world_size=self.dist.world_size)
+        self.strip = PreviewStrip.choose(self.domains, self.device) if self.dist.is_main else None
         for stage in stages[stages.index(start.stage):]:
             first = start.iteration if stage == start.stage else 0
             if not self._run_stage(stage, first):
@@ -126,8 +140,9 @@ class TeacherTrainer:
         if path is None:
             self.sink(Message(f"no checkpoint in {self.project.root}: starting from the beginning"))
             return Position(stages[0])
-        self.project.clean_temp_files()
-        ckpt = load_checkpoint(path)
+        if self.dist.is_main:
+            self.project.clean_temp_files()
+        ckpt = self.dist.main_first(lambda: load_checkpoint(path))  # every rank reads the same file
         self.model.load_state_dict(ckpt.model_state("teacher"))
         if "ema" in ckpt.models:
             self.ema = make_ema(self.model)
@@ -138,12 +153,15 @@ class TeacherTrainer:
             self.gen.set_state(ckpt.extra["torch_generator"])
         self._saved_optimizer = ckpt.optimizer
         stage, it = ckpt.stage, ckpt.iteration
+        # The checkpoint holds rank 0's random streams; the other ranks draw their own.
+        self.dist.reseed_rank(self.cfg.seed, self.np_rng, self.gen, salt=1 + it)
         if stage not in stages:  # a finished teacher: nothing left of these stages
             stage, it = stages[-1], self.stage_length(stages[-1])
         order = {s: i for i, s in enumerate(stages)}
-        self.project.rewind_metrics(
-            lambda r: "stage" not in r or r["stage"] not in order
-            or (order[r["stage"]], r.get("iteration", 0)) <= (order[stage], it))
+        if self.dist.is_main:
+            self.project.rewind_metrics(
+                lambda r: "stage" not in r or r["stage"] not in order
+                or (order[r["stage"]], r.get("iteration", 0)) <= (order[stage], it))
         self.sink(Message(f"resumed from {path} at {stage} iteration {it}"))
         return Position(stage, it)
 
@@ -160,6 +178,9 @@ class TeacherTrainer:
         self._saved_optimizer = None
         if stage == "curriculum" and self.ema is None:
             self.ema = make_ema(self.model)
+        self.trained = self.model
+        gc.collect()  # the previous stage's DDP must be gone: its hooks sit on the same parameters
+        self.trained = wrap_teacher(self.dist, self.model, stage)
         eta = EtaEstimator()
         eta.start(total, first)
         later = self._later_iterations(stage)
@@ -175,16 +196,15 @@ class TeacherTrainer:
                     target = self._prepare_round(r)
             else:
                 target = self.domains.target
-            if self.control.checkpoint(on_resume=eta.mark_resumed):
+            # Rank 0's stop (or any rank's Ctrl+C) stops every rank at this same iteration.
+            if self.dist.any(self.control.checkpoint(on_resume=eta.mark_resumed)):
                 self._save(stage, it)
                 self.sink(Message(f"stopped at {stage} iteration {it}; checkpoint saved"))
                 return False
             set_lr(self.optimizer, cfg.optim, lr, it, total)
-            batch = self._batch(stage, target, cfg.data.batch_size)
-            losses = self._step(stage, batch, it)
+            batch = self._batch(stage, it, target)
+            values = self._step(stage, batch, it)
             it += 1
-            values = {k: float(v) for k, v in losses.items()}
-            values["total"] = sum(values.values())
             for k, v in values.items():
                 sums[k] += v
             count += 1
@@ -193,13 +213,13 @@ class TeacherTrainer:
             rounds = (cfg.curriculum.rounds if stage == "curriculum" else None)
             self.sink(eta.progress(stage, round_no, rounds, later=later))
             if it % LOG_EVERY == 0 or it == total:
-                self.project.append_metrics({"kind": "losses", "stage": stage, "iteration": it,
-                                             "round": round_no, "time_s": self._elapsed(),
-                                             **{k: v / count for k, v in sums.items()}})
+                self._record({"kind": "losses", "stage": stage, "iteration": it,
+                              "round": round_no, "time_s": self._elapsed(),
+                              **{k: v / count for k, v in sums.items()}})
                 sums.clear()
                 count = 0
-            if cfg.preview_every and it % cfg.preview_every == 0:
-                self.strip.emit(self.sink, stage, it, self._inference_model(stage))
+            if self.strip is not None and cfg.preview_every and it % cfg.preview_every == 0:
+                self.strip.emit(self.sink, stage, it, self._inference_model(stage))  # rank 0 only
             if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
                 self._save(stage, it)
             if stage == "curriculum" and it % cfg.curriculum.iterations_per_round == 0 and it < total:
@@ -213,58 +233,56 @@ class TeacherTrainer:
         stages = self.stages()
         return [self.stage_length(s) for s in stages[stages.index(stage) + 1:]]
 
-    def _batch(self, stage: str, target, batch_size: int) -> Batch:
-        aug = self.cfg.data.augment()
-        src = self.domains.source
-        xs, ys = augmented_batch(src, self.np_rng.integers(0, len(src), batch_size), aug, self.np_rng)
-        if stage == "warmup":
-            return Batch(xs.to(self.device), ys.to(self.device))
-        idx = self.np_rng.integers(0, len(target), batch_size)
-        xt, yt = augmented_batch(target, idx, aug, self.np_rng, label_fill=NO_LOSS)
-        return Batch(xs.to(self.device), ys.to(self.device), xt.to(self.device),
-                     None if yt is None else yt.to(self.device))
+    def _batch(self, stage: str, it: int, target: CachedImages) -> Batch:
+        """The batch of iteration `it`: a function of (seed, stage, it), so a resumed run repeats it."""
+        stop = self.stage_length(stage)
+        if stage == "curriculum":  # the next round has other labels: no batch is made ahead for it
+            per_round = self.cfg.curriculum.iterations_per_round
+            stop = min(stop, (it // per_round + 1) * per_round)
+        b = self.batches.get(stage, it, stop, None if stage == "warmup" else target)
+        return Batch(b.source, b.source_labels, b.target, b.target_labels)
 
-    def _step(self, stage: str, batch: Batch, it: int) -> dict[str, torch.Tensor]:
+    def _step(self, stage: str, batch: Batch, it: int) -> dict[str, float]:
+        """One optimiser step; the loss parts (and 'total') averaged over the ranks."""
         self.model.train()
-        use_amp = self.cfg.amp and self.device.type == "cuda"
-        dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(self.device.type, dtype=dtype, enabled=use_amp):
+        batch = replace(batch, **{f.name: self.precision.inputs(getattr(batch, f.name))
+                                  for f in fields(batch)})
+        with self.precision.autocast_context(self.device):
             if stage == "warmup":
-                losses = warmup_step(self.model, batch, self.cfg)
+                losses = warmup_step(self.trained, batch, self.cfg)
             elif stage == "adapt":
-                losses = adapt_step(self.model, batch, self.cfg)
+                losses = adapt_step(self.trained, batch, self.cfg)
             else:
-                losses = curriculum_step(self.model, self.ema, batch, self.cfg, self.gen)
-        total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise UserError(f"the {stage} loss became {float(total)} at iteration {it + 1}; "
-                            "lower the learning rate (--set optim.lr=...)")
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+                losses = curriculum_step(self.trained, self.ema, batch, self.cfg, self.gen)
+        values = self.dist.mean_values(losses)
+        values["total"] = sum(values.values())
+        if not math.isfinite(values["total"]):  # the same mean on every rank: all stop here
+            raise RanksAgree(f"the {stage} loss became {values['total']} at iteration {it + 1}; "
+                             "lower the learning rate (--set optim.lr=...)")
+        optimiser_step(sum(losses.values()), self.optimizer, self.scaler)
         if stage == "curriculum":
             update_ema(self.ema, self.model, self.cfg.curriculum.ema_decay, it)
-        return {k: v.detach() for k, v in losses.items()}
+        return values
 
     # ------------------------------------------------------------------------ curriculum
-    def _prepare_round(self, r: int):
+    def _prepare_round(self, r: int) -> CachedImages:
         """Round r's training labels: labelled now, or read back when a resumed run made them."""
         project = self.project
-        if r not in project.rounds():
+        if self.dist.agree(lambda: r not in project.rounds()):  # rank 0 decides for all
             portion = round_portion(project, r)
             self.sink(Message(f"curriculum round {r}: pseudo-labelling "
                               f"{len(self.domains.target)} target images (portion {portion:g})"))
             teacher = BankedTeacher(self.ema, self._bank(self.ema))
-            info = label_round(project, r, portion, teacher, self.domains.target, self.device,
-                               other=self.model.net)
+            info = label_round(project, r, portion, teacher, self.device, other=self.model.net,
+                               dist=self.dist)
             summary = {k: info[k] for k in ("portion", "kept_fraction")}
-            project.append_metrics({"kind": "round", "stage": "curriculum", "round": r,
-                                    "iteration": (r - 1) * self.cfg.curriculum.iterations_per_round,
-                                    "time_s": self._elapsed(), **summary,
-                                    "thresholds": info["thresholds"]})
+            self._record({"kind": "round", "stage": "curriculum", "round": r,
+                          "iteration": (r - 1) * self.cfg.curriculum.iterations_per_round,
+                          "time_s": self._elapsed(), **summary, "thresholds": info["thresholds"]})
             self.sink(RoundReady(r, str(project.round_dir(r)), info["portion"], summary))
-        maps = training_maps(project, r, self.domains.target.stems)
-        return self.domains.target.with_labels(maps)
+        labels = RoundLabels(project, r)  # read per batch from the round's files, not held
+        labels.check(self.domains.target.stems)
+        return self.domains.target.with_labels(labels)
 
     # ---------------------------------------------------------------------- saving, eval
     def _bank(self, model: MuridTeacher) -> SourceBank:
@@ -286,7 +304,9 @@ class TeacherTrainer:
         return BankedTeacher(model, self._bank(model))
 
     def _save(self, stage: str, it: int) -> None:
-        models = {"teacher": self.model}
+        if not self.dist.is_main:
+            return
+        models = {"teacher": self.model}  # the unwrapped module: the single-process format
         if self.ema is not None:
             models["ema"] = self.ema
         save_checkpoint(self.project.checkpoint_path(), config=self.cfg, models=models,
@@ -296,33 +316,41 @@ class TeacherTrainer:
 
     def _finish_stage(self, stage: str, total: int) -> None:
         self._save(stage, total)
+        main = self.dist.is_main
         if stage == "warmup":
-            save_checkpoint(self.project.checkpoint_path("source_only"), config=self.cfg,
-                            models={"net": self.model.net}, stage=stage, iteration=total)
+            if main:
+                save_checkpoint(self.project.checkpoint_path("source_only"), config=self.cfg,
+                                models={"net": self.model.net}, stage=stage, iteration=total)
             self._evaluate(stage, "source_only", self.model.net)
             return
         final = self.ema if stage == "curriculum" else self.model
         bank = self._bank(final)
-        save_checkpoint(self.project.checkpoint_path("teacher"), config=self.cfg,
-                        models={"teacher": final, "bank": bank_to_state(bank)},
-                        stage=stage, iteration=total)
+        if main:
+            save_checkpoint(self.project.checkpoint_path("teacher"), config=self.cfg,
+                            models={"teacher": final, "bank": bank_to_state(bank)},
+                            stage=stage, iteration=total)
         self._evaluate(stage, "teacher", BankedTeacher(final, bank))
 
     def _evaluate(self, stage: str, name: str, model: torch.nn.Module, it: int | None = None,
                   round_no: int | None = None) -> None:
         if self.domains is None or not self.domains.val_labelled:
             return
-        scores = evaluate_model(model, self.domains.val, desc=f"evaluate {name}",
-                                size=self.cfg.data.target_size, device=self.device)
+        scores = evaluate_sharded(model, self.domains.val, self.dist, desc=f"evaluate {name}",
+                                  size=self.cfg.data.target_size)
         record = scores.to_json()
         it = self.stage_length(stage) if it is None else it
         if stage == "curriculum" and round_no is None:
             round_no = self.cfg.curriculum.rounds
-        self.project.append_metrics({"kind": "eval", "stage": stage, "model": name, "iteration": it,
-                                     "round": round_no, "time_s": self._elapsed(),
-                                     "miou": record["miou"], "per_class_iou": record["per_class_iou"],
-                                     "pixel_acc": record["pixel_acc"]})
+        self._record({"kind": "eval", "stage": stage, "model": name, "iteration": it,
+                      "round": round_no, "time_s": self._elapsed(),
+                      "miou": record["miou"], "per_class_iou": record["per_class_iou"],
+                      "pixel_acc": record["pixel_acc"]})
         self.sink(EvaluationResult(name, record))
+
+    def _record(self, record: dict) -> None:
+        """A metrics.jsonl line, written by rank 0 only (the values are already the ranks')."""
+        if self.dist.is_main:
+            self.project.append_metrics(record)
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.started, 2)
