@@ -129,6 +129,16 @@ def test_torchrun_writes_one_project_as_one_process_does(two_ranks, tmp_path_fac
     assert not list(Path(root).rglob("*.tmp*"))  # no rank left a half-written file
 
 
+def test_torchrun_resume_of_a_finished_run_changes_nothing(two_ranks):
+    _, root, _ = two_ranks
+    project = Project.open(root)
+    before = (project.root / "metrics.jsonl").read_bytes()
+    result = torchrun("train", "--project", root, "--resume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("the student is already distilled") == 1  # said by rank 0 alone
+    assert (project.root / "metrics.jsonl").read_bytes() == before
+
+
 def test_torchrun_reports_a_mistake_once(tmp_path):
     result = torchrun("train", "--project", tmp_path / "p", "--source", "synthcity:/nowhere",
                       "--target", "synthcity:/nowhere", "--preset", "smoke", "--set", "adapt.iterations=many")
