@@ -3,14 +3,20 @@
 One image (batch 1) at a stated input size and thread count, in eval mode without autograd,
 timed after a warm-up run; the figure is the median of the timed runs. The teacher's time
 includes the attention of its MR points to the source bank: the partner cost that the single-
-branch student removes (DESIGN.md §2).
+branch student removes (DESIGN.md §2). Each model is also exported to ONNX (murid_engine.export,
+which checks the file against PyTorch) and timed in onnxruntime's CPU provider at the same size,
+thread count and timing rule, since that is how a deployed student runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import platform
 import statistics
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,25 +71,39 @@ def measure_ms(model: torch.nn.Module, size: tuple[int, int], threads: int | Non
     """
     device = torch.device(device)
     threads = torch.get_num_threads() if threads is None else threads
-    w, h = size
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    x = example_input(size).to(device)
+
+    def run() -> None:
+        model(x)
+        _sync(device)
+
     was = model.training
     model.eval()
     try:
         with torch_threads(threads):
-            model(x)  # warm-up: allocations, kernel selection
-            _sync(device)
-            times: list[float] = []
-            start = time.perf_counter()
-            while len(times) < max_runs and (len(times) < min_runs
-                                             or time.perf_counter() - start < min_seconds):
-                t0 = time.perf_counter()
-                model(x)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
+            times = time_runs(run, min_runs, min_seconds, max_runs)
     finally:
         model.train(was)
-    return Speed(round(1000 * statistics.median(times), 3), (w, h), threads, len(times), str(device))
+    return Speed(round(1000 * statistics.median(times), 3), tuple(size), threads, len(times), str(device))
+
+
+def example_input(size: tuple[int, int]) -> torch.Tensor:
+    """The one N=1 image of `size` (w, h) every timing uses: the same values for every runtime."""
+    w, h = size
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def time_runs(run: Callable[[], None], min_runs: int, min_seconds: float, max_runs: int) -> list[float]:
+    """Seconds of each timed call of `run`, after one untimed warm-up call (allocations, kernel
+    selection); at least `min_runs` calls and until `min_seconds` have passed, at most `max_runs`."""
+    run()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def demo_models(size: tuple[int, int] = DEMO_SIZE) -> tuple[torch.nn.Module, torch.nn.Module, str]:
@@ -129,9 +149,96 @@ def project_input_size(project) -> tuple[int, int]:
     raise UserError(f"cannot open the target {cfg.data.target} of {project.root}; give --size WxH")
 
 
+def onnx_missing() -> str | None:
+    """Why the ONNX figures cannot be made here (a package is missing), or None."""
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not installed (pip install onnx onnxruntime): "
+                "no onnxruntime figures")
+    return None
+
+
+def measure_onnx_ms(path: Path, size: tuple[int, int], threads: int, min_runs: int = 5,
+                    min_seconds: float = 1.0, max_runs: int = 200) -> Speed:
+    """Median ms of an exported model in onnxruntime's CPU provider, timed as `measure_ms` times
+    PyTorch: one N=1 image of `size` (w, h), `threads` intra-op threads, after one warm-up."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # One image at a time has no independent operators to run side by side; extra inter-op
+    # threads would only compete with the intra-op ones for the same cores.
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: example_input(size).numpy()}
+    times = time_runs(lambda: session.run(None, feed), min_runs, min_seconds, max_runs)
+    return Speed(round(1000 * statistics.median(times), 3), tuple(size), threads, len(times),
+                 "onnxruntime CPUExecutionProvider")
+
+
+def onnx_speeds(models: dict[str, torch.nn.Module], size: tuple[int, int], threads: int,
+                min_seconds: float = 1.0) -> dict[str, Any]:
+    """{"available": True, "<name>_ms": ..., ...} for each model exported to a temporary ONNX file,
+    or {"available": False, "note": why} when onnx or onnxruntime is not installed."""
+    missing = onnx_missing()
+    if missing:
+        return {"available": False, "note": missing}
+    import onnxruntime as ort
+
+    from murid_engine.export import export_student
+
+    result: dict[str, Any] = {"available": True, "version": ort.__version__,
+                              "provider": "CPUExecutionProvider", "threads": threads, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="murid-onnx-") as tmp:
+        for name, model in models.items():
+            path = Path(tmp) / f"{name}.onnx"
+            # export_student runs the file against PyTorch at two sizes and refuses a mismatch,
+            # so these figures are for a model that computes what the PyTorch one does.
+            export_student(model, "onnx", path, size)
+            speed = measure_onnx_ms(path, size, threads, min_seconds=min_seconds)
+            result[f"{name}_ms"] = speed.ms
+            result["runs"][name] = speed.runs
+    if "teacher_ms" in result and "student_ms" in result:
+        result["speedup"] = round(result["teacher_ms"] / result["student_ms"], 3)
+    return result
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """What a figure depends on: CPU, cores, threads, library versions and the load when measured
+    (a shared machine's load average explains a slow figure better than any guess)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    ort_version = None
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        ort_version = ort.__version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "onnxruntime": ort_version, "python": platform.python_version(), "gpu": gpu,
+            "load_average": load}
+
+
 def bench_speed(project_dir: Path | None = None, size: tuple[int, int] | None = None,
-                threads: int | None = None, min_seconds: float = 1.0) -> dict[str, Any]:
-    """teacher_ms, student_ms, speed-up and the input size, for a project's models or demo models."""
+                threads: int | None = None, min_seconds: float = 1.0, onnx: bool = True) -> dict[str, Any]:
+    """teacher_ms, student_ms, speed-up and the input size, for a project's models or demo models,
+    in PyTorch and (with `onnx`) onnxruntime, with the machine they were measured on."""
     if project_dir is not None:
         from murid_engine.model_store import project_model
         from murid_engine.project import Project
@@ -145,8 +252,17 @@ def bench_speed(project_dir: Path | None = None, size: tuple[int, int] | None = 
     else:
         size = size or DEMO_SIZE
         teacher, student, what = demo_models(size)
+    threads = torch.get_num_threads() if threads is None else threads
+    with torch_threads(threads):
+        machine = machine_info()
     t = measure_ms(teacher, size, threads, min_seconds=min_seconds)
     s = measure_ms(student, size, threads, min_seconds=min_seconds)
-    return {"models": what, "input_size": list(size), "threads": t.threads, "device": t.device,
-            "teacher_ms": t.ms, "student_ms": s.ms, "speedup": round(t.ms / s.ms, 3),
-            "runs": {"teacher": t.runs, "student": s.runs}}
+    result = {"models": what, "input_size": list(size), "threads": t.threads, "device": t.device,
+              "teacher_ms": t.ms, "student_ms": s.ms, "speedup": round(t.ms / s.ms, 3),
+              "runs": {"teacher": t.runs, "student": s.runs}, "machine": machine}
+    if onnx:
+        # After the PyTorch timing: exporting moves a model to the CPU.
+        with torch_threads(threads):
+            result["onnxruntime"] = onnx_speeds({"teacher": teacher, "student": student}, size, threads,
+                                                min_seconds)
+    return result

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import tempfile
 from pathlib import Path
 
 from murid_engine.errors import UserError
 
-from .json_output import emit_json
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import CLASS_NAMES
 
 from .bench_gui import register_gui
 from .bench_quality import register_quality
+from .bench_speed import parse_size, register_speed
+
+__all__ = ["register", "parse_size"]  # parse_size: export_cmd's --size reads sizes the same way
 
 
 def register(sub) -> None:
@@ -30,48 +30,7 @@ def register(sub) -> None:
     gap.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
     gap.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     gap.set_defaults(run=run_gap_cmd)
-    speed = which.add_parser("speed", help="ms per target image: teacher (with its source bank) vs student",
-                             description="Time the teacher (its MR attention to the source bank "
-                                         "included) and the student on one image, after a warm-up.")
-    speed.add_argument("--project", type=Path, metavar="DIR",
-                       help="a project with a teacher and a student (default: untrained cpu-demo models)")
-    speed.add_argument("--size", type=parse_size, metavar="WxH",
-                       help="input size (default: the project's target images, or 256x128)")
-    speed.add_argument("--threads", type=int, default=None,
-                       help="CPU threads (default: torch's current count)")
-    speed.add_argument("--seconds", type=float, default=1.0,
-                       help="least time spent timing each model (1.0)")
-    speed.add_argument("--json", dest="json_out", nargs="?", const="-", metavar="FILE",
-                       help="print the results as JSON only (or write them to FILE)")
-    speed.set_defaults(run=run_speed_cmd)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)[xX](\d+)", text)
-    if not m or min(int(m.group(1)), int(m.group(2))) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive WIDTHxHEIGHT, e.g. 256x128")
-    return int(m.group(1)), int(m.group(2))
-
-
-def run_speed_cmd(args) -> int:
-    from murid_engine.bench.speed import bench_speed
-
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be 1 or more, not {args.threads}")
-    if not args.seconds > 0:
-        raise UserError(f"--seconds must be positive, not {args.seconds}")
-    if args.json_out not in (None, "-") and Path(args.json_out).is_dir():
-        raise UserError(f"--json {args.json_out} is a folder; give a file name")
-    result = bench_speed(args.project, args.size, args.threads, min_seconds=args.seconds)
-    if emit_json(result, args.json_out):
-        return 0
-    w, h = result["input_size"]
-    print(f"{result['models']}")
-    print(f"input {w}x{h}, batch 1, {result['threads']} thread(s), {result['device']}")
-    print(f"teacher_ms {result['teacher_ms']:.2f}  (with its source bank)")
-    print(f"student_ms {result['student_ms']:.2f}")
-    print(f"speedup    {result['speedup']:.2f}x")
-    return 0
+    register_speed(which)
 
 
 def run_gap_cmd(args) -> int:
