@@ -221,8 +221,11 @@ class ImageCache:
         # The old index goes first: a crash before the new one is written leaves no index
         # that could vouch for a data file it was not written with.
         index_path.unlink(missing_ok=True)
-        loader = torch.utils.data.DataLoader(_Decode(dataset, with_labels, size), batch_size=None,
-                                             num_workers=workers, collate_fn=_keep_numpy)
+        # Spawned, not forked, workers: a fork of a process whose OpenCV or GUI threads hold a
+        # lock can deadlock the child.
+        loader = torch.utils.data.DataLoader(
+            _Decode(dataset, with_labels, size), batch_size=None, num_workers=workers,
+            collate_fn=_keep_numpy, multiprocessing_context="spawn" if workers else None)
         stems, shapes, offsets = [], [], []
         fd, tmp = tempfile.mkstemp(prefix=f".{data_path.name}.", suffix=".tmp", dir=data_path.parent)
         try:

@@ -92,31 +92,30 @@ class HostBatch(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Stream:
-    """What one stream of batches is a function of (besides the iteration)."""
-    seed: int
+class BatchRequest:
+    """One batch to make: it travels to a worker, so it names everything that varies."""
     stage: int  # index in run_config.STAGES
-    rank: int = 0
-    world_size: int = 1
+    iteration: int
+    with_target: bool
+    target_labels: RoundLabels | None  # a curriculum round's maps; None: the target unlabelled
 
 
 class BatchMaker(torch.utils.data.Dataset):
-    """Item `iteration`: the whole batch of that iteration (one worker makes one batch)."""
+    """Makes the batch of a BatchRequest (one worker makes one whole batch)."""
 
-    def __init__(self, source: CachedImages, target: CachedImages | None, aug: AugmentConfig,
-                 batch_size: int, stream: Stream, as_float: bool):
-        self.source, self.target, self.aug = source, target, aug
-        self.batch_size, self.stream, self.as_float = batch_size, stream, as_float
+    def __init__(self, source: CachedImages, target: CachedImages, aug: AugmentConfig,
+                 batch_size: int, seed: int, rank: int, world_size: int, as_float: bool):
+        self.source, self.target, self.aug, self.batch_size = source, target, aug, batch_size
+        self.seed, self.rank, self.world_size, self.as_float = seed, rank, world_size, as_float
 
-    def __len__(self) -> int:  # the streams are infinite; a DataLoader's sampler picks the range
+    def __len__(self) -> int:  # the streams are endless; the sampler says which batches to make
         return 2 ** 62
 
-    def _domain(self, images: CachedImages, domain: int, iteration: int, fill: int
+    def _domain(self, images: CachedImages, domain: int, stage: int, iteration: int, fill: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s = self.stream
-        idx = sample_indices(len(images), self.batch_size, s.seed, s.stage, domain, iteration,
-                             s.rank, s.world_size)
-        rng = np.random.default_rng([s.seed, s.rank, s.stage, iteration, domain])
+        idx = sample_indices(len(images), self.batch_size, self.seed, stage, domain, iteration,
+                             self.rank, self.world_size)
+        rng = np.random.default_rng([self.seed, self.rank, stage, iteration, domain])
         with_labels = images.has_labels
         crops, labels = [], []
         for i in idx:
@@ -132,17 +131,31 @@ class BatchMaker(torch.utils.data.Dataset):
             y = None if y is None else y.long()
         return x.contiguous(), y
 
-    def __getitem__(self, iteration: int) -> HostBatch | str:
+    def __getitem__(self, req: BatchRequest) -> HostBatch | str:
         try:
-            xs, ys = self._domain(self.source, SOURCE, iteration, IGNORE_FILL)
-            if self.target is None:
+            xs, ys = self._domain(self.source, SOURCE, req.stage, req.iteration, IGNORE_FILL)
+            if not req.with_target:
                 return HostBatch(xs, ys, None, None)
-            # Padding of target crops (round maps) is NO_LOSS: never trained on, not even through
-            # the EMA teacher's online labels, which fill the FILL (255) pixels.
-            xt, yt = self._domain(self.target, TARGET, iteration, NO_LOSS)
+            target = self.target if req.target_labels is None else self.target.with_labels(req.target_labels)
+            # Padding of target crops is NO_LOSS: never trained on, not even through the EMA
+            # teacher's online labels, which fill the FILL (255) pixels of a round's maps.
+            xt, yt = self._domain(target, TARGET, req.stage, req.iteration, NO_LOSS)
             return HostBatch(xs, ys, xt, yt)
         except UserError as exc:
             return str(exc)  # crosses the worker boundary as one sentence, not a traceback
+
+
+class _Requests(torch.utils.data.Sampler):
+    """The requests of the current stream; set before each `iter(loader)`."""
+
+    def __init__(self) -> None:
+        self.requests: list[BatchRequest] = []
+
+    def __iter__(self):
+        return iter(self.requests)
+
+    def __len__(self) -> int:
+        return len(self.requests)
 
 
 def _worker_init(_: int) -> None:
@@ -174,7 +187,10 @@ def to_device(batch: HostBatch, device: torch.device) -> HostBatch:
 class TrainingBatches:
     """The batches of a run's stages, on the run's device; `get` them in iteration order.
 
-    `rank` and `world_size` are those of DistributedDataParallel (one process: 0 and 1).
+    `rank` and `world_size` are those of DistributedDataParallel (one process: 0 and 1). With
+    workers, one set of worker processes serves every stage and round (started on first use,
+    stopped by `close`); they are spawned, not forked: a fork of a process whose OpenCV or GUI
+    threads hold a lock can deadlock the child.
     """
 
     def __init__(self, source: CachedImages, target: CachedImages, data: DataConfig, seed: int,
@@ -184,19 +200,22 @@ class TrainingBatches:
         for name, images in (("source", source), ("target", target)):
             if len(images) == 0:
                 raise UserError(f"the {name} dataset of this run has no images to train on")
-        self.source, self.target = source, target
-        self.aug, self.batch_size, self.workers = data.augment(), data.batch_size, data.workers
-        self.seed, self.device = seed, torch.device(device)
-        self.rank, self.world_size = rank, world_size
-        self._key: tuple | None = None
+        self.device = torch.device(device)
+        self.workers = data.workers
+        # On a GPU the device converts uint8 faster than a worker, and pinned uint8 moves 4x fewer bytes.
+        self.maker = BatchMaker(source, target, data.augment(), data.batch_size, seed, rank,
+                                world_size, as_float=self.device.type != "cuda")
+        self._requests = _Requests()
+        self._loader: torch.utils.data.DataLoader | None = None
         self._iterator = None
+        self._key: tuple | None = None
         self._next = 0
 
-    def maker(self, stage: str, target: CachedImages | None) -> BatchMaker:
-        # On a GPU the device converts uint8 faster than a worker, and pinned uint8 moves 4x fewer bytes.
-        return BatchMaker(self.source, target, self.aug, self.batch_size,
-                          Stream(self.seed, STAGES.index(stage), self.rank, self.world_size),
-                          as_float=self.device.type != "cuda")
+    def request(self, stage: str, iteration: int, target: CachedImages | None) -> BatchRequest:
+        if target is not None and target.cache is not self.maker.target.cache:
+            raise ValueError("a batch's target images must be the run's target domain")
+        return BatchRequest(STAGES.index(stage), iteration, target is not None,
+                            None if target is None else target.label_source)
 
     def get(self, stage: str, iteration: int, stop: int, target: CachedImages | None) -> HostBatch:
         """The batch of `iteration` of `stage`, with `target` images (None: source only).
@@ -204,21 +223,27 @@ class TrainingBatches:
         Workers prepare batches up to `stop` (exclusive): pass the end of the stage, or of the
         curriculum round, so that no batch is made with labels that are about to change.
         """
+        req = self.request(stage, iteration, target)
         if self.workers == 0:
-            return self._unwrap(self.maker(stage, target)[iteration])
-        key = (stage, stop, None if target is None else (id(target.cache), target.label_source))
-        if key != self._key or iteration != self._next or self._iterator is None:
-            self.close()
-            loader = torch.utils.data.DataLoader(
-                self.maker(stage, target), sampler=range(iteration, stop), batch_size=None,
-                num_workers=self.workers, collate_fn=_as_is, worker_init_fn=_worker_init,
-                pin_memory=self.device.type == "cuda",
-                # Its own generator: a DataLoader draws its workers' seed from the global torch
-                # RNG otherwise, which would shift the training's random stream with `workers`.
-                generator=torch.Generator().manual_seed(self.seed))
-            self._iterator, self._key = iter(loader), key
+            return self._unwrap(self.maker[req])
+        key = (req.stage, req.with_target, req.target_labels, stop)
+        if key != self._key or iteration != self._next:
+            self._requests.requests = [BatchRequest(req.stage, it, req.with_target, req.target_labels)
+                                       for it in range(iteration, stop)]
+            self._iterator, self._key = iter(self._data_loader()), key
         self._next = iteration + 1
         return self._unwrap(next(self._iterator))
+
+    def _data_loader(self) -> torch.utils.data.DataLoader:
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                self.maker, sampler=self._requests, batch_size=None, num_workers=self.workers,
+                collate_fn=_as_is, worker_init_fn=_worker_init, multiprocessing_context="spawn",
+                persistent_workers=True, pin_memory=self.device.type == "cuda",
+                # Its own generator: a DataLoader draws its workers' seed from the global torch
+                # RNG otherwise, which would shift the training's random stream with `workers`.
+                generator=torch.Generator().manual_seed(self.maker.seed))
+        return self._loader
 
     def _unwrap(self, item: HostBatch | str) -> HostBatch:
         if isinstance(item, str):
@@ -226,6 +251,7 @@ class TrainingBatches:
         return to_device(item, self.device)
 
     def close(self) -> None:
-        """Stop the workers of the current stream (a new stream starts them again)."""
-        self._iterator = None  # the DataLoader iterator shuts its workers down when released
-        self._key = None
+        """Stop the worker processes (a later `get` starts them again)."""
+        iterator, self._iterator, self._loader, self._key = self._iterator, None, None, None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()  # persistent workers otherwise live until collected

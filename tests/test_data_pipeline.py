@@ -1,0 +1,247 @@
+"""The training data pipeline: the decoded-image cache and the deterministic DataLoader batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import murid_engine.data.base as data_base
+from murid_engine.config import load_preset
+from murid_engine.curriculum.rounds import LABELS_DIR
+from murid_engine.data import open_dataset
+from murid_engine.errors import UserError
+from murid_engine.imageio import read_rgb, write_grey_png, write_rgb
+from murid_engine.project import Project
+from murid_engine.training.crops import Crop, crop_image, crop_label
+from murid_engine.training.domains import Domains
+from murid_engine.training.image_cache import ImageCache, project_cache_dir
+from murid_engine.training.loader import RoundLabels, TrainingBatches, sample_indices
+from murid_engine.training.round_labels import NO_LOSS
+
+from smoke_runs import one_thread, synth_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synth_data(tmp_path_factory.mktemp("pipeline") / "synth")
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Paths of every image decoded by a dataset reader while the test runs."""
+    seen: list[str] = []
+
+    def counting(path):
+        seen.append(str(path))
+        return read_rgb(path)
+
+    monkeypatch.setattr(data_base, "read_rgb", counting)
+    return seen
+
+
+def config(data, workers=0, **data_fields):
+    cfg = load_preset("smoke")
+    cfg.data.source = cfg.data.target = f"synthcity:{data}"
+    cfg.data.workers = workers
+    for k, v in data_fields.items():
+        setattr(cfg.data, k, v)
+    cfg.device = "cpu"
+    return cfg.validate()
+
+
+def batches_of(domains, cfg, rank=0, world_size=1, seed=0):
+    return TrainingBatches(domains.source, domains.target, cfg.data, seed, torch.device("cpu"),
+                           rank=rank, world_size=world_size)
+
+
+def same(a, b) -> bool:
+    return all((x is None and y is None) or torch.equal(x, y) for x, y in zip(a, b))
+
+
+def source_dataset(data):
+    return open_dataset(f"synthcity:{data}", "source")
+
+
+# ------------------------------------------------------------------------------ the cache
+def test_each_image_is_decoded_once_and_the_cache_is_reused(data, tmp_path, reads):
+    ds = source_dataset(data)
+    cache = ImageCache.open(ds, tmp_path, "source", with_labels=True)
+    assert sorted(reads) == sorted(str(s.image) for s in ds.samples)
+    image, label = ds.read_pair(3)
+    assert np.array_equal(cache.image(3), image) and np.array_equal(cache.label(3), label)
+    reads.clear()
+    again = ImageCache.open(ds, tmp_path, "source", with_labels=True)
+    assert reads == [] and again.data_path == cache.data_path
+    assert np.array_equal(again.image(5), ds.read_image(5))
+
+
+def test_a_changed_dataset_or_size_rebuilds_the_cache(data, tmp_path, reads):
+    copy = shutil.copytree(data, tmp_path / "synth")
+    ds = source_dataset(copy)
+    ImageCache.open(ds, tmp_path / "cache", "source", with_labels=True)
+    changed = ds.samples[2].image
+    write_rgb(changed, 255 - read_rgb(changed))  # same name and size, other pixels
+    reads.clear()
+    cache = ImageCache.open(source_dataset(copy), tmp_path / "cache", "source", with_labels=True)
+    assert len(reads) == len(ds)
+    assert np.array_equal(cache.image(2), read_rgb(changed))
+    reads.clear()
+    small = ImageCache.open(source_dataset(copy), tmp_path / "cache", "source", with_labels=True,
+                            size=(32, 16))
+    assert len(reads) == len(ds) and small.image(0).shape == (16, 32, 3)
+    assert len(list((tmp_path / "cache").glob("source-*.bin"))) == 1  # older builds are removed
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage index", "no index"])
+def test_a_damaged_cache_is_rebuilt(data, tmp_path, reads, damage):
+    ds = source_dataset(data)
+    first = ImageCache.open(ds, tmp_path, "source", with_labels=True)
+    index = tmp_path / "source.json"
+    if damage == "truncate":
+        with open(first.data_path, "r+b") as f:
+            f.truncate(os.path.getsize(first.data_path) // 2)
+    elif damage == "garbage index":
+        index.write_bytes(b'{"format": "murid-decoded-cache", "version": 1, "stems": [')
+    else:
+        index.unlink()
+    reads.clear()
+    cache = ImageCache.open(ds, tmp_path, "source", with_labels=True)
+    assert len(reads) == len(ds)
+    assert np.array_equal(cache.image(len(ds) - 1), ds.read_image(len(ds) - 1))
+    assert json.loads(index.read_text())["data_file"] == cache.data_path.name
+
+
+def test_a_corrupt_image_is_named_in_one_sentence(data, tmp_path):
+    copy = shutil.copytree(data, tmp_path / "synth")
+    bad = source_dataset(copy).samples[4].image
+    bad.write_bytes(bad.read_bytes()[:40])
+    for workers in (0, 1):
+        with pytest.raises(UserError, match=str(bad)) as err:
+            ImageCache.open(source_dataset(copy), tmp_path / f"cache{workers}", "source",
+                            with_labels=True, workers=workers)
+        assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- the batches
+def test_batches_are_a_function_of_seed_rank_stage_and_iteration(data, tmp_path):
+    cfg = config(data)
+    domains = Domains.load(cfg, tmp_path)
+    with one_thread():
+        a = batches_of(domains, cfg).get("adapt", 7, 10, domains.target)
+        b = batches_of(domains, cfg).get("adapt", 7, 10, domains.target)
+        assert same(a, b)
+        assert a.source.shape == (2, 3, 32, 64) and a.source.dtype == torch.float32
+        assert a.source_labels.dtype == torch.long and a.target_labels is None
+        for other in (batches_of(domains, cfg, rank=1, world_size=2).get("adapt", 7, 10, domains.target),
+                      batches_of(domains, cfg).get("adapt", 8, 10, domains.target),
+                      batches_of(domains, cfg).get("curriculum", 7, 10, domains.target),
+                      batches_of(domains, cfg, seed=1).get("adapt", 7, 10, domains.target)):
+            assert not torch.equal(a.source, other.source)
+
+
+def test_ranks_share_each_pass_over_the_images_without_overlap():
+    n, batch, world = 10, 2, 2
+    drawn = {(it, rank): sample_indices(n, batch, 0, 1, 0, it, rank, world)
+             for it in range(3) for rank in range(world)}
+    # positions (it * world + rank) * batch + j: the first pass is the first n of them
+    first_pass = np.concatenate([drawn[it, r] for it in range(3) for r in range(world)])[:n]
+    assert sorted(first_pass.tolist()) == list(range(n))
+    assert not np.array_equal(first_pass, np.arange(n))  # a shuffled order, not 0, 1, 2, ...
+    for it in range(2):
+        assert set(drawn[it, 0].tolist()).isdisjoint(drawn[it, 1].tolist())
+    second = np.concatenate([sample_indices(n, batch, 0, 1, 0, it, r, world)
+                             for it in range(5, 8) for r in range(world)])[:n]
+    assert not np.array_equal(np.sort(second), second)  # later passes: other orders
+
+
+def test_resuming_mid_stage_and_workers_give_the_same_batches(data, tmp_path):
+    cfg0, cfg1 = config(data, workers=0), config(data, workers=1)
+    domains = Domains.load(cfg0, tmp_path)
+    with one_thread():
+        straight = batches_of(domains, cfg0)
+        run = [straight.get("adapt", it, 6, domains.target) for it in range(6)]
+        resumed = batches_of(domains, cfg0)  # a new process resumed at iteration 4
+        assert same(resumed.get("adapt", 4, 6, domains.target), run[4])
+        workers = batches_of(domains, cfg1)
+        for it in range(6):
+            assert same(workers.get("adapt", it, 6, domains.target), run[it])
+        assert same(batches_of(domains, cfg1).get("adapt", 3, 6, domains.target), run[3])
+
+
+def write_round(project: Project, r: int, stems: list[str], shape, value: int) -> None:
+    for stem in stems:
+        write_grey_png(project.round_dir(r, create=True) / LABELS_DIR / f"{stem}.png",
+                       np.full(shape, value, np.uint8))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_labels_of_a_new_round_are_picked_up(data, tmp_path, workers):
+    # No rescale, no flip, a crop the size of the image: a batch's labels are whole label maps.
+    cfg = config(data, workers=workers, scale=(1.0, 1.0), flip=False)
+    project = Project.create(tmp_path / "project", cfg)
+    domains = Domains.load(cfg, project_cache_dir(project.root))
+    stems, shape = domains.target.stems, domains.target.cache.index.shapes[0]
+    assert shape == (32, 64) and tuple(cfg.data.crop) == (64, 32)
+    write_round(project, 1, stems, shape, 3)
+    write_round(project, 2, stems, shape, 5)
+    edit = np.full(shape, 255, np.uint8)
+    edit[:, :10] = 254  # the user painted 'ignore' on the left of every image
+    for stem in stems:
+        project.save_edit(stem, edit)
+    batches = batches_of(domains, cfg)
+    with one_thread():
+        round1 = domains.target.with_labels(RoundLabels(project, 1))
+        first = [batches.get("curriculum", it, 2, round1) for it in range(2)]
+        round2 = domains.target.with_labels(RoundLabels(project, 2))
+        second = batches.get("curriculum", 2, 4, round2)
+    for batch, value in ((first[0], 3), (first[1], 3), (second, 5)):
+        assert (batch.target_labels[:, :, :10] == NO_LOSS).all()
+        assert (batch.target_labels[:, :, 10:] == value).all()
+
+
+def test_a_round_without_a_label_of_an_image_is_refused_before_training(data, tmp_path):
+    cfg = config(data)
+    project = Project.create(tmp_path / "project", cfg)
+    domains = Domains.load(cfg, project_cache_dir(project.root))
+    stems, shape = domains.target.stems, domains.target.cache.index.shapes[0]
+    write_round(project, 1, stems[1:], shape, 3)
+    with pytest.raises(UserError, match=f"no label for image '{stems[0]}'"):
+        RoundLabels(project, 1).check(stems)
+
+
+# ----------------------------------------------------------------------------- the crops
+def _nearest_source(n_out: int, offset: int, factor: float, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest source index of each output pixel (pixel centres aligned), and where that is a tie."""
+    centre = (np.arange(n_out) + offset + 0.5) * factor
+    frac = centre - np.floor(centre)
+    return np.minimum(np.floor(centre).astype(int), n_in - 1), np.minimum(frac, 1 - frac) < 1e-6
+
+
+@pytest.mark.parametrize("scale", [0.75, 1.0, 1.3])
+def test_a_crop_is_the_crop_of_the_rescaled_image(scale):
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), (5, 5), 2)
+    # every pixel its own label: (row, column) -> row * 60 + column, split over two maps
+    rows, cols = np.mgrid[0:40, 0:60]
+    sh, sw = (40, 60) if scale == 1.0 else (round(40 * scale), round(60 * scale))
+    crop = Crop(scale, y0=3, x0=5, flip=True)
+    size = (48, 36)
+    got = crop_image(image, crop, size)
+    got_rows = crop_label(rows.astype(np.uint8), crop, size, fill=NO_LOSS)[:, ::-1]
+    got_cols = crop_label(cols.astype(np.uint8), crop, size, fill=NO_LOSS)[:, ::-1]
+    h, w = min(36, sh - crop.y0), min(48, sw - crop.x0)
+    big = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_LINEAR)
+    want = np.zeros((36, 48, 3), np.uint8)
+    want[:h, :w] = big[crop.y0:crop.y0 + h, crop.x0:crop.x0 + w]
+    assert np.abs(got.astype(int) - want[:, ::-1]).max() <= 2  # resize-then-crop, then flip
+    want_rows, row_ties = _nearest_source(h, crop.y0, 40 / sh, 40)
+    want_cols, col_ties = _nearest_source(w, crop.x0, 60 / sw, 60)
+    assert ((got_rows[:h, :w] == want_rows[:, None]) | row_ties[:, None]).all()
+    assert ((got_cols[:h, :w] == want_cols[None, :]) | col_ties[None, :]).all()
+    assert (got_rows[h:] == NO_LOSS).all() and (got_cols[:, w:] == NO_LOSS).all()  # padding
