@@ -43,6 +43,7 @@ def test_json_names_the_machine(report):
     assert m["cpu"] and m["cores"] >= 1 and 1 <= m["usable_cores"] <= m["cores"]
     assert m["torch_threads"] == 1 and m["torch"] and m["python"]
     assert m["onnxruntime"] == (report["onnxruntime"].get("version") if HAS_ORT else None)
+    assert m["busy"] == (m["load_average"][0] > m["usable_cores"] / 2)
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnx or onnxruntime not installed")
@@ -77,6 +78,7 @@ def test_training_throughput_and_overhead(report):
 def test_text_table_states_machine_runtimes_and_verdicts(run):
     text = run[0]
     assert text.startswith("machine ") and "torch " in text
+    assert ("warning  the load average" in text) == run[1]["machine"]["busy"]
     header = next(line for line in text.splitlines() if "PyTorch" in line)
     assert ("onnxruntime" in header) == HAS_ORT
     assert "teacher_ms" in text and "student_ms" in text

@@ -229,10 +229,13 @@ def machine_info() -> dict[str, Any]:
 
         ort_version = ort.__version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # More runnable processes than half the cores before we start: our threads will share them,
+    # and on two cores that slowed the same step twofold and more in our runs.
+    busy = load is not None and usable is not None and load[0] > usable / 2
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "onnxruntime": ort_version, "python": platform.python_version(), "gpu": gpu,
-            "load_average": load}
+            "load_average": load, "busy": busy}
 
 
 def bench_speed(project_dir: Path | None = None, size: tuple[int, int] | None = None,

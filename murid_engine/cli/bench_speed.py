@@ -170,9 +170,13 @@ def training_figures(preset: str, threads: int, iterations: int, repeats: int) -
 def _machine_lines(m: dict[str, Any]) -> list[str]:
     load = " ".join(f"{x:g}" for x in m["load_average"]) if m.get("load_average") else "unknown"
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return [f"machine  {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable){gpu}, load average {load}",
-            f"software torch {m['torch']} ({m['torch_threads']} thread(s)), onnxruntime "
-            f"{m['onnxruntime'] or 'not installed'}, Python {m['python']}"]
+    lines = [f"machine  {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable){gpu}, load average {load}",
+             f"software torch {m['torch']} ({m['torch_threads']} thread(s)), onnxruntime "
+             f"{m['onnxruntime'] or 'not installed'}, Python {m['python']}"]
+    if m.get("busy"):
+        lines.append(f"warning  the load average was {m['load_average'][0]:g} on {m['usable_cores']} usable cores "
+                     "before timing: other work shared the CPU, so these are not a quiet machine's figures")
+    return lines
 
 
 def _inference_lines(r: dict[str, Any]) -> list[str]:
