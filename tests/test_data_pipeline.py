@@ -245,3 +245,24 @@ def test_a_crop_is_the_crop_of_the_rescaled_image(scale):
     assert ((got_rows[:h, :w] == want_rows[:, None]) | row_ties[:, None]).all()
     assert ((got_cols[:h, :w] == want_cols[None, :]) | col_ties[None, :]).all()
     assert (got_rows[h:] == NO_LOSS).all() and (got_cols[:, w:] == NO_LOSS).all()  # padding
+
+
+# ------------------------------------------------------------------------- the benchmark
+def test_the_training_speed_benchmark_compares_the_engine_with_a_bare_loop(data):
+    from murid_engine.bench.training_speed import measure_training_speed
+
+    spec = f"synthcity:{data}"
+    cfg = load_preset("smoke")
+    cfg.device = "cpu"
+    with one_thread():
+        speed = measure_training_speed(cfg, spec, spec, iterations=2,
+                                       warmup_iters=1, threads=1, workers=0, repeats=1)
+    assert len(speed.engine_runs_ms) == 1 and len(speed.bare_runs_ms) == 2
+    assert min(speed.engine_runs_ms + speed.bare_runs_ms) > 0
+    engine, (b0, b1) = speed.engine_runs_ms[0], speed.bare_runs_ms
+    assert speed.overhead_ratio == pytest.approx(engine / ((b0 + b1) / 2) - 1, abs=1e-3)
+    assert speed.images_per_s == pytest.approx(2 * 2 * 1000 / engine, rel=1e-2)  # batch 2 + 2
+    record = speed.to_json()
+    assert record["crop"] == [64, 32] and record["threads"] == 1 and record["device"] == "cpu"
+    with pytest.raises(UserError, match="iterations"):
+        measure_training_speed(load_preset("smoke"), spec, spec, iterations=0)

@@ -117,19 +117,25 @@ class BatchMaker(torch.utils.data.Dataset):
                              self.rank, self.world_size)
         rng = np.random.default_rng([self.seed, self.rank, stage, iteration, domain])
         with_labels = images.has_labels
-        crops, labels = [], []
-        for i in idx:
+        cw, ch = self.aug.crop
+        # NumPy, not torch, converts: one single-threaded pass per crop (layout, type and scale
+        # at once) costs a fraction of a millisecond, where torch's multi-threaded element-wise
+        # ops wait for a free core on a busy CPU (measured: 0.3 ms vs 16-25 ms for 8 crops).
+        x = np.empty((len(idx), 3, ch, cw), np.float32 if self.as_float else np.uint8)
+        y = np.empty((len(idx), ch, cw), np.uint8) if with_labels else None
+        for j, i in enumerate(idx):
             image = images.cache.image(int(i))
             crop = draw_crop(rng, image.shape[0], image.shape[1], self.aug)
-            crops.append(crop_image(image, crop, self.aug.crop))
-            if with_labels:
-                labels.append(crop_label(images.label_map(int(i)), crop, self.aug.crop, fill))
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-        y = torch.from_numpy(np.stack(labels)) if with_labels else None
-        if self.as_float:
-            x = x.float().div_(255.0)
-            y = None if y is None else y.long()
-        return x.contiguous(), y
+            pixels = crop_image(image, crop, self.aug.crop).transpose(2, 0, 1)
+            if self.as_float:
+                np.multiply(pixels, np.float32(1 / 255), out=x[j])
+            else:
+                x[j] = pixels
+            if y is not None:
+                y[j] = crop_label(images.label_map(int(i)), crop, self.aug.crop, fill)
+        if y is not None and self.as_float:
+            y = y.astype(np.int64)
+        return torch.from_numpy(x), None if y is None else torch.from_numpy(y)
 
     def __getitem__(self, req: BatchRequest) -> HostBatch | str:
         try:
