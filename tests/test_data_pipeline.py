@@ -128,6 +128,17 @@ def test_a_corrupt_image_is_named_in_one_sentence(data, tmp_path):
         assert "\n" not in str(err.value)
 
 
+def test_a_cache_that_cannot_fit_on_its_disk_is_refused_up_front(data, tmp_path, monkeypatch, reads):
+    import murid_engine.training.image_cache as image_cache
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(UserError, match=r"needs about .* GB and its disk has 0\.0 GB free"):
+        ImageCache.open(source_dataset(data), tmp_path, "source", with_labels=True)
+    assert len(reads) == 1  # refused after the first image, not after decoding them all
+    assert list(tmp_path.iterdir()) == [tmp_path / "source.lock"]  # no partial file left
+
+
 # ---------------------------------------------------------------------------- the batches
 def test_batches_are_a_function_of_seed_rank_stage_and_iteration(data, tmp_path):
     cfg = config(data)

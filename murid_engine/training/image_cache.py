@@ -169,6 +169,16 @@ def _build_lock(folder: Path, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _check_space(data_path: Path, needed: int) -> None:
+    """Refuse, before hours of decoding, a cache that cannot fit (estimated from the first image)."""
+    free = shutil.disk_usage(data_path.parent).free
+    if needed > free:
+        gb = 1024 ** 3
+        raise UserError(f"the decoded-image cache {data_path.parent} needs about {needed / gb:.1f} GB "
+                        f"and its disk has {free / gb:.1f} GB free; free some space, or make the "
+                        "images smaller with data.source_size / data.target_size")
+
+
 class ImageCache:
     """One domain's decoded images (H×W×3 uint8) and labels (H×W uint8, train ids), memory-mapped.
 
@@ -218,9 +228,25 @@ class ImageCache:
                desc: str, key: str, folder: Path, name: str) -> CacheIndex:
         index_path = folder / f"{name}.json"
         data_path = folder / f"{name}-{uuid.uuid4().hex[:12]}.bin"
-        # The old index goes first: a crash before the new one is written leaves no index
-        # that could vouch for a data file it was not written with.
+        # The old index goes first: a crash before the new one is written leaves no index that
+        # could vouch for a data file it was not written with. Without it the older builds are
+        # of no use to anyone who opens the cache, so they go too, before the new one takes
+        # the disk space (a GTA5 cache is ~100 GB). A process that maps one keeps reading it.
         index_path.unlink(missing_ok=True)
+        for old in folder.glob(f"{name}-*.bin"):
+            with contextlib.suppress(OSError):  # mapped elsewhere on Windows: left for later
+                old.unlink()
+        try:
+            index = ImageCache._write_data(dataset, with_labels, size, workers, desc, key, data_path)
+            atomic_write_bytes(index_path, json.dumps(index.to_json()).encode("utf-8"))
+        except OSError as exc:
+            raise UserError(f"cannot write the decoded-image cache {data_path}: "
+                            f"{exc.strerror or exc}") from None
+        return index
+
+    @staticmethod
+    def _write_data(dataset: Dataset, with_labels: bool, size: tuple[int, int] | None,
+                    workers: int, desc: str, key: str, data_path: Path) -> CacheIndex:
         # Spawned, not forked, workers: a fork of a process whose OpenCV or GUI threads hold a
         # lock can deadlock the child.
         loader = torch.utils.data.DataLoader(
@@ -238,6 +264,8 @@ class ImageCache:
                     stems.append(dataset.samples[i].stem)
                     shapes.append((int(image.shape[0]), int(image.shape[1])))
                     offsets.append(at)
+                    if i == 0:
+                        _check_space(data_path, CacheIndex.item_bytes(*shapes[0], with_labels) * len(dataset))
                     f.write(np.ascontiguousarray(image).data)
                     if label is not None:
                         f.write(np.ascontiguousarray(label, dtype=np.uint8).data)
@@ -248,14 +276,8 @@ class ImageCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        index = CacheIndex(key, with_labels, tuple(stems), tuple(shapes), tuple(offsets), at,
-                           data_path.name)
-        atomic_write_bytes(index_path, json.dumps(index.to_json()).encode("utf-8"))
-        for old in folder.glob(f"{name}-*.bin"):  # earlier builds: up to ~100 GB each
-            if old != data_path:
-                with contextlib.suppress(OSError):  # still mapped elsewhere (Windows): left
-                    old.unlink()
-        return index
+        return CacheIndex(key, with_labels, tuple(stems), tuple(shapes), tuple(offsets), at,
+                          data_path.name)
 
     # ------------------------------------------------------------------------ reading
     def __len__(self) -> int:
