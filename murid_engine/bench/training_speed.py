@@ -172,6 +172,9 @@ def measure_training_speed(cfg: RunConfig, source_spec: str, target_spec: str, i
         engine, bare = [], []
         with _threads(threads):
             preloaded = _preloaded(project, cfg, device)
+            # Untimed: the process's first training steps pay one-time costs (lazy imports,
+            # allocator growth) that would otherwise fall on the first comparison.
+            _bare_ms(cfg, device, preloaded, warmup_iters, 1)
             bare.append(_bare_ms(cfg, device, preloaded, warmup_iters, iterations))
             for _ in range(repeats):
                 engine.append(_engine_ms(project, warmup_iters, iterations))

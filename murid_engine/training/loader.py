@@ -19,6 +19,7 @@ runs past a change of labels: the curriculum's rounds are separate streams (`sto
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -68,6 +69,14 @@ class RoundLabels:
 
 
 # ------------------------------------------------------------------------ the streams
+@functools.lru_cache(maxsize=8)
+def _order(n: int, seed: int, stage: int, domain: int, epoch: int) -> np.ndarray:
+    # Kept: every batch of a pass reads the same permutation (25k entries for GTA5).
+    order = np.random.default_rng([seed, stage, domain, epoch]).permutation(n)
+    order.flags.writeable = False
+    return order
+
+
 def sample_indices(n: int, count: int, seed: int, stage: int, domain: int, iteration: int,
                    rank: int = 0, world_size: int = 1) -> np.ndarray:
     """The `count` image indices of one rank's batch at `iteration`: positions in a shared
@@ -76,7 +85,7 @@ def sample_indices(n: int, count: int, seed: int, stage: int, domain: int, itera
     positions = np.arange(first, first + count)
     out = np.empty(count, dtype=np.int64)
     for epoch in np.unique(positions // n):
-        order = np.random.default_rng([seed, stage, domain, int(epoch)]).permutation(n)
+        order = _order(n, seed, stage, domain, int(epoch))
         here = positions // n == epoch
         out[here] = order[positions[here] % n]
     return out
