@@ -125,7 +125,8 @@ def test_both_without_a_student_evaluates_the_teacher_with_a_note(trained, tmp_p
 
 
 def test_bench_speed_of_a_project(trained):
-    result = murid("bench", "speed", "--project", trained[1], "--threads", "1", "--seconds", "0.1", "--json")
+    result = murid("bench", "speed", "--project", trained[1], "--threads", "1", "--seconds", "0.1",
+                   "--no-training", "--no-onnx", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["teacher_ms"] > 0 and report["student_ms"] > 0
@@ -134,7 +135,8 @@ def test_bench_speed_of_a_project(trained):
 
 
 def test_bench_speed_without_a_project_builds_cpu_demo_models():
-    result = murid("bench", "speed", "--size", "64x32", "--threads", "1", "--seconds", "0.1")
+    result = murid("bench", "speed", "--size", "64x32", "--threads", "1", "--seconds", "0.1",
+                   "--no-training", "--no-onnx")
     assert result.code == 0, result.err
     assert "teacher_ms" in result.out and "student_ms" in result.out and "64x32" in result.out
     assert "cpu-demo" in result.out
