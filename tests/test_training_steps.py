@@ -96,3 +96,15 @@ def test_photometric_stays_in_range_and_repeats_with_the_same_seed():
     assert a.shape == x.shape and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
     assert math.isfinite(a.sum().item())
+
+
+def test_augmentations_keep_the_batch_on_its_device():
+    # The generator is a CPU one (its state is checkpointed); its draws must follow the batch
+    # onto a GPU. The meta device stands in for CUDA here: mixing it with CPU tensors raises
+    # the same "not on the expected device" error.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 16).to("meta")
+    out = photometric(x, gen, blur_prob=0.0)
+    assert out.device.type == "meta" and out.shape == x.shape
+    blurred = photometric(x, gen, blur_prob=1.0)
+    assert blurred.device.type == "meta" and blurred.shape == x.shape

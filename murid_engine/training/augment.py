@@ -3,7 +3,8 @@
 Both follow DACS (Tranheden et al., "DACS: Domain Adaptation via Cross-domain Mixed Sampling",
 WACV 2021): ClassMix (Olsson et al., WACV 2021) pastes half of the classes of a source image
 onto a target image, and the mixed image is colour-jittered and blurred. Everything is drawn
-from a torch Generator so that a resumed run repeats the same augmentations.
+from a torch Generator so that a resumed run repeats the same augmentations; the generator is a
+CPU one (a checkpoint stores its state), so its draws are moved to the batch's device.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def classmix_masks(source_labels: torch.Tensor, gen: torch.Generator) -> torch.T
         classes = classes[classes != IGNORE]
         if classes.numel() == 0:
             continue
-        order = torch.randperm(classes.numel(), generator=gen)
+        order = torch.randperm(classes.numel(), generator=gen).to(classes.device)
         chosen = classes[order[: (classes.numel() + 1) // 2]]
         masks[i] = torch.isin(lab, chosen)
     return masks
@@ -49,15 +50,18 @@ def photometric(x: torch.Tensor, gen: torch.Generator, strength: float = 0.2,
     """
     b = x.shape[0]
 
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen).to(device=x.device, dtype=x.dtype)
+
     def factor(spread: float) -> torch.Tensor:
-        return 1.0 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * spread
+        return 1.0 + (draw(b, 1, 1, 1) * 2 - 1) * spread
 
     x = x * factor(strength)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factor(strength) + mean
     grey = _grey(x)
     x = (x - grey) * factor(strength) + grey
-    gains = 1.0 + (torch.rand(b, 3, 1, 1, generator=gen) * 2 - 1) * (strength / 4)
+    gains = 1.0 + (draw(b, 3, 1, 1) * 2 - 1) * (strength / 4)
     x = (x * gains).clamp(0.0, 1.0)
     blur = torch.rand(b, generator=gen) < blur_prob
     if blur.any():
@@ -68,7 +72,7 @@ def photometric(x: torch.Tensor, gen: torch.Generator, strength: float = 0.2,
 
 def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(round(2 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=img.dtype)
+    t = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
     k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
     k = k / k.sum()
     c = img.shape[0]
