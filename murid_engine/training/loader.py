@@ -174,7 +174,9 @@ class _Requests(torch.utils.data.Sampler):
 
 
 def _worker_init(_: int) -> None:
-    # A worker is one more process on the training machine's cores: one thread each.
+    # A worker is one more process on the training machine's cores: one thread each. (Lowering
+    # its priority, nice 10 or SCHED_IDLE, did not lower what it costs a 2-core CPU run: there
+    # the training threads fill both cores, and workers=0 is the setting; see bench.training_speed.)
     import cv2
 
     torch.set_num_threads(1)
