@@ -12,9 +12,10 @@ setting, whether labels are included).
     <cache dir>/<name>.json          the index, written last; it names its .bin, and without it
                                      no .bin is trusted
 
-Both are written to temporary files and renamed into place. Every build writes a data file of a
-new name and then deletes the older ones, so a process that still reads an older build (it keeps
-its mapping) never sees another build's bytes under its index. A cache whose index is missing,
+Both are written to temporary files and renamed into place. A build first deletes the index and
+the older data files (a GTA5 cache at 1280x720 is ~90 GB: two must not have to fit), then writes
+a data file of a new name, so a process that still reads an older build (it keeps its mapping)
+never sees another build's bytes under its index. A cache whose index is missing,
 unreadable or of another fingerprint, or whose data file is not the size the index says (a
 truncated copy), is rebuilt, never trusted. The byte content of a data file of the right size is
 not checksummed: that would cost a full read of up to ~100 GB at every start.
