@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from murid_engine.allocator import keep_freed_memory
 from murid_engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from murid_engine.devices import Precision, optimiser_step
 from murid_engine.distributed import DistContext, RanksAgree, evaluate_sharded
@@ -102,6 +103,7 @@ class StudentTrainer:
     def __init__(self, project: Project, sink: EventSink | None = None,
                  control: Control | None = None, domains: Domains | None = None,
                  dist: DistContext | None = None):
+        keep_freed_memory()  # per-iteration buffers reuse the heap (allocator.py)
         self.project = project
         self.cfg = project.config
         self.sink = sink or NullSink()

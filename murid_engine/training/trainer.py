@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from murid_engine.allocator import keep_freed_memory
 from murid_engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from murid_engine.devices import Precision, optimiser_step, resolve_device
 from murid_engine.distributed import DistContext, RanksAgree, evaluate_sharded, wrap_teacher
@@ -73,6 +74,7 @@ class Position:
 class TeacherTrainer:
     def __init__(self, project: Project, sink: EventSink | None = None, control: Control | None = None,
                  dist: DistContext | None = None):
+        keep_freed_memory()  # per-iteration buffers reuse the heap (allocator.py)
         self.project = project
         self.cfg: RunConfig = project.config
         self.sink = sink or NullSink()
