@@ -277,6 +277,10 @@ def distributed_session(environ: Mapping[str, str] | None = None) -> Iterator[Di
     dist.init_process_group(backend, timeout=timeout_from_env(environ))
     try:
         yield ctx
+        # Every rank has finished its collectives before any tears the group down: a rank that
+        # exits first can abort a peer still inside gloo ("terminate called without an active
+        # exception", seen once in the two-process test). Skipped on an error, which must not wait.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -53,9 +53,11 @@ def run_pipeline(project: Project, sink: EventSink | None = None, control: Contr
     dist = dist or DistContext()
     sink = (sink or NullSink()) if dist.is_main else NullSink()
     control = control or Control()
+    trainers: list = []  # their loader workers are shut down when the job ends, however it ends
     try:
         with stop_on_interrupt(control):
             teacher = TeacherTrainer(project, sink, control, dist=dist)
+            trainers.append(teacher)
             # Rank 0 reads the project's state for all (a file another rank sees late could
             # send it down the other branch).
             to_distill = resume and distill_wanted(project.config) and dist.agree(
@@ -65,8 +67,15 @@ def run_pipeline(project: Project, sink: EventSink | None = None, control: Contr
                     return False
             if not distill_wanted(project.config):
                 return True
+            if teacher.batches is not None:
+                teacher.batches.close()  # its workers would idle through the distillation
             student = StudentTrainer(project, sink, control, domains=teacher.domains, dist=dist)
+            trainers.append(student)
             return student.run(resume=resume)
     except Exception as exc:
         sink(JobError.from_exception(exc))
         raise
+    finally:
+        for trainer in trainers:
+            if trainer.batches is not None:
+                trainer.batches.close()
