@@ -41,6 +41,7 @@ CPU tensors, use gloo; the device can then be chosen after the project's config 
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -254,6 +255,24 @@ class DistContext:
         if gen is not None:
             gen.manual_seed(int(words[0] >> np.uint64(1)))
         torch.manual_seed(int(words[1] >> np.uint64(1)))  # the model's own draws (MR mixing)
+
+
+def optimise(losses: Mapping[str, torch.Tensor], ctx: DistContext, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, what: str, it: int, lr_setting: str) -> dict[str, float]:
+    """One optimiser step on the sum of `losses`; returns the parts and 'total', rank-averaged.
+
+    A non-finite total stops every rank at this iteration (the averages are the same on all)
+    with one sentence naming the learning-rate setting to lower.
+    """
+    from murid_engine.devices import optimiser_step
+
+    values = ctx.mean_values(losses)
+    values["total"] = sum(values.values())
+    if not math.isfinite(values["total"]):
+        raise RanksAgree(f"the {what} loss became {values['total']} at iteration {it + 1}; "
+                         f"lower the learning rate (--set {lr_setting}=...)")
+    optimiser_step(sum(losses.values()), optimizer, scaler)
+    return values
 
 
 def timeout_from_env(environ: Mapping[str, str] | None = None) -> timedelta:

@@ -31,14 +31,13 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from murid_engine.bench.speed import torch_threads
 from murid_engine.errors import UserError
 from murid_engine.jobs import Event, Losses
 from murid_engine.run_config import RunConfig
@@ -68,16 +67,6 @@ class TrainingSpeed:
         d["crop"] = list(self.crop)
         d["engine_runs_ms"], d["bare_runs_ms"] = list(self.engine_runs_ms), list(self.bare_runs_ms)
         return d
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Pacer:
@@ -188,7 +177,7 @@ def measure_training_speed(cfg: RunConfig, source_spec: str, target_spec: str, i
     root = Path(tempfile.mkdtemp(prefix="murid-training-speed-"))
     try:
         project = Project.create(root / "project", cfg)
-        with _threads(threads):
+        with torch_threads(threads):
             engine, bare = _interleave(project, cfg, device, iterations, warmup_iters, repeats)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -17,7 +17,6 @@ DistributedDataParallel through `StudentLosses`, and only rank 0 writes into the
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 
@@ -27,8 +26,8 @@ from torch import nn
 
 from murid_engine.allocator import keep_freed_memory
 from murid_engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from murid_engine.devices import Precision, optimiser_step
-from murid_engine.distributed import DistContext, RanksAgree, evaluate_sharded
+from murid_engine.devices import Precision
+from murid_engine.distributed import DistContext, evaluate_sharded, optimise
 from murid_engine.errors import UserError
 from murid_engine.jobs import (
     Control,
@@ -277,12 +276,7 @@ class StudentTrainer:
                     t = self.teacher.model(xt)
                 teacher = (t["out"], t["features"])
             losses = self.trained(xt, yt, xs, ys, *teacher)
-        values = self.dist.mean_values(losses)
-        values["total"] = sum(values.values())
-        if not math.isfinite(values["total"]):  # the same mean on every rank: all stop here
-            raise RanksAgree(f"the distill loss became {values['total']} at iteration {it + 1}; "
-                             "lower the learning rate (--set distill.lr=...)")
-        optimiser_step(sum(losses.values()), self.optimizer, self.scaler)
+        values = optimise(losses, self.dist, self.optimizer, self.scaler, "distill", it, "distill.lr")
         return values
 
     # ---------------------------------------------------------------------- saving, eval

@@ -19,7 +19,6 @@ pseudo-labelling and evaluation are sharded, and only rank 0 writes into the pro
 from __future__ import annotations
 
 import gc
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, fields, replace
@@ -29,8 +28,8 @@ import torch
 
 from murid_engine.allocator import keep_freed_memory
 from murid_engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from murid_engine.devices import Precision, optimiser_step, resolve_device
-from murid_engine.distributed import DistContext, RanksAgree, evaluate_sharded, wrap_teacher
+from murid_engine.devices import Precision, resolve_device
+from murid_engine.distributed import DistContext, evaluate_sharded, optimise, wrap_teacher
 from murid_engine.errors import UserError
 from murid_engine.jobs import (
     Control,
@@ -256,12 +255,7 @@ class TeacherTrainer:
                 losses = adapt_step(self.trained, batch, self.cfg)
             else:
                 losses = curriculum_step(self.trained, self.ema, batch, self.cfg, self.gen)
-        values = self.dist.mean_values(losses)
-        values["total"] = sum(values.values())
-        if not math.isfinite(values["total"]):  # the same mean on every rank: all stop here
-            raise RanksAgree(f"the {stage} loss became {values['total']} at iteration {it + 1}; "
-                             "lower the learning rate (--set optim.lr=...)")
-        optimiser_step(sum(losses.values()), self.optimizer, self.scaler)
+        values = optimise(losses, self.dist, self.optimizer, self.scaler, stage, it, "optim.lr")
         if stage == "curriculum":
             update_ema(self.ema, self.model, self.cfg.curriculum.ema_decay, it)
         return values
