@@ -20,7 +20,7 @@ from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Overrides, Project
 from murid_engine.training.round_labels import NO_LOSS, training_maps
-from smoke_runs import SUBPROCESS_ENV, copy_project, murid, shared_trained
+from smoke_runs import SUBPROCESS_ENV, copy_project, murid, shared_trained, synth_data
 
 ROAD = CLASS_NAMES.index("road")
 SMOKE_PORTIONS = [0.2, 0.5]  # resources/presets/smoke.json: curriculum.portions
@@ -83,6 +83,13 @@ def test_missing_dataset_folder_is_reported_once(tmp_path):
     line = murid("train", "--project", tmp_path / "p", "--source", f"synthcity:{tmp_path / 'nowhere'}",
                  "--target", f"synthcity:{tmp_path / 'nowhere'}", "--preset", "smoke").error_line()
     assert "nowhere does not exist" in line
+
+
+def test_a_diverging_loss_stops_with_the_setting_to_lower(tmp_path):
+    data = synth_data(tmp_path / "data")
+    line = murid("train", "--project", tmp_path / "p", "--source", f"synthcity:{data}",
+                 "--target", f"synthcity:{data}", "--preset", "smoke", "--set", "optim.lr=1e30").error_line()
+    assert "the warmup loss became nan" in line and "--set optim.lr=" in line
 
 
 def test_resume_on_a_folder_that_is_not_a_project(tmp_path):
