@@ -46,7 +46,7 @@ class DataConfig:
     scale: tuple[float, float] = (0.75, 1.25)  # range of the random rescale before cropping
     flip: bool = True  # random horizontal flips
     batch_size: int = 8  # images per domain per iteration (source and target each)
-    workers: int = 0  # processes decoding images before training; 0 = in the training process
+    workers: int = 0  # DataLoader worker processes preparing batches; 0 = in the training process
 
     def resolved_source_split(self) -> str | None:
         """The split to open the source with: SynthCity keeps its labelled domain in 'source'."""
