@@ -15,6 +15,14 @@ Two parts, applied in this order at every MR point (DESIGN.md §2):
    average-pooled to a tokens×tokens grid; ``F' = F + γ·Attn(F → partner)``, γ initialised at 0
    so that the module starts as the identity.
 
+With γ = 0 the projections get no gradient through the refinement, so on their own they never
+learn what to attend to. ``attention_weights`` exposes the attention map so that training can
+teach it semantic correspondence (``match_weight``, training/correspondence.py): a pixel's
+attention over the partner's tokens, applied to the partner's pooled labels, must predict the
+pixel's own label, the label propagation of few-shot segmentation (e.g. Wang et al., "PANet",
+ICCV 2019, align prototypes across images the same way). Then Attn(target → source) retrieves
+source features of the same class, which is what the gate can choose to use.
+
 Pairing: sample ``i`` of one batch is paired with sample ``i % B_other`` of the other, so source
 and target batch sizes may differ (the larger batch reuses partners cyclically).
 """
@@ -43,6 +51,7 @@ class MRConfig:
     bank_size: int = 16  # most source images a feature bank holds
     bank_mode: str = "ensemble"  # how a target attends to the bank: see refine_target
     source_running_stats: bool = False  # whether the source stream feeds BN running statistics
+    match_weight: float = 0.0  # weight of the attention's correspondence loss (0 = off)
 
     def validate(self) -> MRConfig:
         from murid_engine.errors import UserError
@@ -54,6 +63,8 @@ class MRConfig:
         if self.alpha <= 0 or not 0.0 <= self.exchange_prob <= 1.0:
             raise UserError(f"mr alpha must be > 0 and exchange_prob in [0, 1], not "
                             f"{self.alpha} and {self.exchange_prob}")
+        if self.match_weight < 0:
+            raise UserError(f"mr match_weight must be non-negative, not {self.match_weight}")
         if self.bank_mode not in BANK_MODES:
             raise UserError(f"mr bank_mode must be one of {', '.join(BANK_MODES)}, not '{self.bank_mode}'")
         return self
@@ -142,6 +153,17 @@ class MutualRefinement(nn.Module):
     def _project_out(self, attended: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         b, _, h, w = like.shape
         return self.o_proj(attended.squeeze(1).transpose(1, 2).reshape(b, -1, h, w))
+
+    def attention_weights(self, x: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+        """softmax(q·kᵀ/√d) of Attn(x → partner): B×L×T, L = x's pixels, T = tokens².
+
+        The same weights ``attend`` applies (scaled_dot_product_attention's default scale).
+        """
+        k, _ = self._keys_values(self.pool_tokens(partner))
+        idx = partner_index(x.shape[0], partner.shape[0], x.device)
+        q = self._queries(x).squeeze(1).float()  # B×L×d
+        scores = q @ k[idx].squeeze(1).float().transpose(1, 2) / q.shape[-1] ** 0.5
+        return torch.softmax(scores, dim=-1)
 
     def attend(self, x: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
         """Attn(x → partner): each sample attends to its paired partner's pooled tokens."""

@@ -24,6 +24,9 @@ from torch import nn
 from .deeplab import DeepLabV2, ModelConfig
 from .mutual_refinement import MRConfig, MutualRefinement
 
+# query domain > partner domain; 'source>source' pairs source sample i with source sample i-1
+# (torch.roll by one), whose labels are known, so correspondence is learnt before any pseudo-label.
+CORRESPONDENCE_DIRECTIONS = ("source>source", "target>source", "source>target")
 SourceBank = dict[int, torch.Tensor]  # MR point -> pooled source tokens, K×C×t×t (plain tensors)
 
 
@@ -80,32 +83,49 @@ class MuridTeacher(nn.Module):
         return self.mr_enabled and point in self.points
 
     # -- training ------------------------------------------------------------------------------
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, object]:
+    def forward(self, source: torch.Tensor, target: torch.Tensor,
+                correspondence: tuple[str, ...] = ()) -> dict[str, object]:
         """Source and target batches in [0, 1] (sizes and batch sizes may differ).
 
         Returns {'source', 'target'}: logits at each input's size, and {'source_features',
         'target_features'}: point -> features after the MR point (the raw stage output when MR
-        is disabled).
+        is disabled). ``correspondence`` names attention maps to return as well, under
+        'correspondence': point -> direction -> B×L×T weights (see CORRESPONDENCE_DIRECTIONS),
+        computed on the stage outputs that enter the MR point. They are computed here, inside
+        forward, so that DistributedDataParallel sees every use of the MR parameters.
         """
+        unknown = set(correspondence) - set(CORRESPONDENCE_DIRECTIONS)
+        if unknown:
+            raise ValueError(f"unknown correspondence direction(s) {sorted(unknown)}")
         backbone = self.net.backbone
         with self._source_ctx(backbone.bn1):
             xs = backbone.stem(self.net.normalize(source))
         xt = backbone.stem(self.net.normalize(target))
         feats_s: dict[int, torch.Tensor] = {}
         feats_t: dict[int, torch.Tensor] = {}
+        matches: dict[int, dict[str, torch.Tensor]] = {}
         for point, stage in enumerate(backbone.stages, start=1):
             with self._source_ctx(stage):
                 xs = stage(xs)
             xt = stage(xt)
             if self._active(point):
+                if correspondence:
+                    matches[point] = self._correspondence(point, xs, xt, correspondence)
                 xs, xt = self.mr[str(point)](xs, xt)
             if point in self.points:
                 feats_s[point], feats_t[point] = xs, xt
         with self._source_ctx(self.net.classifier):  # no BN there today; kept for safety
             out_s = self._head(xs, source.shape[-2:])
         out_t = self._head(xt, target.shape[-2:])
-        return {"source": out_s, "target": out_t,
-                "source_features": feats_s, "target_features": feats_t}
+        return {"source": out_s, "target": out_t, "source_features": feats_s,
+                "target_features": feats_t, "correspondence": matches}
+
+    def _correspondence(self, point: int, xs: torch.Tensor, xt: torch.Tensor,
+                        directions: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        mr = self.mr[str(point)]
+        pairs = {"source>source": (xs, xs.roll(1, dims=0)), "target>source": (xt, xs),
+                 "source>target": (xs, xt)}
+        return {d: mr.attention_weights(*pairs[d]) for d in directions}
 
     def forward_single(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The plain network without MR (source-only warm-up, ablations)."""

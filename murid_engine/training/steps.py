@@ -9,6 +9,11 @@ curriculum  DACS-style self-training on the round's pseudo-labels: the EMA teach
             colour-jittered and blurred, and below-threshold pixels are weighted by the share of
             confident pixels (DACS); pixels the round kept, and the user's painted labels, count
             fully.
+
+With ``mr.match_weight`` > 0, adapt and curriculum add the correspondence loss of MR's attention
+(training/correspondence.py): source pixels against another source image from the start, and
+in the curriculum also target pixels against their source partner, under the labels the target
+loss trusts fully.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from murid_engine.models.teacher import MuridTeacher
 from murid_engine.run_config import RunConfig
 
 from .augment import classmix_masks, mix, photometric
+from .correspondence import correspondence_nll
 from .losses import entropy, segmentation_ce, weighted_ce
 from .round_labels import FILL, NO_LOSS
 
@@ -41,11 +47,36 @@ def warmup_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, 
     return {"source_ce": segmentation_ce(out, batch.source_labels)}
 
 
+def _directions(cfg: RunConfig, *directions: str) -> tuple[str, ...]:
+    return directions if cfg.mr.enabled and cfg.mr.match_weight > 0 else ()
+
+
+def match_loss(out: dict, cfg: RunConfig, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The weighted correspondence loss over every MR point and returned direction.
+
+    ``labels``: 'source' and 'target' label maps; 'source>source' pairs each source image with
+    the one before it in the batch, as the teacher's forward does.
+    """
+    partner_labels = {"source>source": labels["source"].roll(1, dims=0),
+                      "target>source": labels["source"], "source>target": labels.get("target")}
+    terms = []
+    for point, maps in out["correspondence"].items():
+        for direction, weights in maps.items():
+            query = direction.split(">")[0]
+            size = out[f"{query}_features"][point].shape[-2:]
+            terms.append(correspondence_nll(weights, labels[query], partner_labels[direction],
+                                            size, cfg.mr.tokens, cfg.model.num_classes))
+    return cfg.mr.match_weight * torch.stack(terms).mean()
+
+
 def adapt_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, torch.Tensor]:
-    out = model(batch.source, batch.target)
+    directions = _directions(cfg, "source>source")
+    out = model(batch.source, batch.target, correspondence=directions)
     losses = {"source_ce": segmentation_ce(out["source"], batch.source_labels)}
     if cfg.adapt.entropy_weight > 0:
         losses["target_entropy"] = cfg.adapt.entropy_weight * entropy(out["target"])
+    if out["correspondence"]:
+        losses["mr_match"] = match_loss(out, cfg, {"source": batch.source_labels})
     return losses
 
 
@@ -82,6 +113,10 @@ def curriculum_step(model: MuridTeacher, ema: MuridTeacher, batch: Batch, cfg: R
         source = photometric(source, gen)
         target = photometric(target, gen)
     model.train()
-    out = model(source, target)
-    return {"source_ce": segmentation_ce(out["source"], batch.source_labels),
-            "target_ce": weighted_ce(out["target"], labels, weights)}
+    out = model(source, target, correspondence=_directions(cfg, "source>source", "target>source"))
+    losses = {"source_ce": segmentation_ce(out["source"], batch.source_labels),
+              "target_ce": weighted_ce(out["target"], labels, weights)}
+    if out["correspondence"]:
+        trusted = torch.where(weights >= 1.0, labels, torch.full_like(labels, IGNORE))
+        losses["mr_match"] = match_loss(out, cfg, {"source": batch.source_labels, "target": trusted})
+    return losses
