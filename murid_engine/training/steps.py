@@ -11,9 +11,12 @@ curriculum  DACS-style self-training on the round's pseudo-labels: the EMA teach
             fully.
 
 With ``mr.match_weight`` > 0, adapt and curriculum add the correspondence loss of MR's attention
-(training/correspondence.py): source pixels against another source image from the start, and
-in the curriculum also target pixels against their source partner, under the labels the target
-loss trusts fully.
+(training/correspondence.py): source pixels against another source image from the start; in the
+curriculum also target pixels against their source partner and source pixels against their
+target partner, whose labels are the ones the target loss trusts fully. The last direction makes
+the source stream's refinement bring in target features of the pixel's own class, which the
+source's true labels then supervise (CDTrans, Xu et al., ICLR 2022, likewise pairs source
+queries with target keys and values).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from murid_engine.labels import IGNORE
-from murid_engine.models.teacher import MuridTeacher
+from murid_engine.models.teacher import CORRESPONDENCE_DIRECTIONS, MuridTeacher
 from murid_engine.run_config import RunConfig
 
 from .augment import classmix_masks, mix, photometric
@@ -113,7 +116,7 @@ def curriculum_step(model: MuridTeacher, ema: MuridTeacher, batch: Batch, cfg: R
         source = photometric(source, gen)
         target = photometric(target, gen)
     model.train()
-    out = model(source, target, correspondence=_directions(cfg, "source>source", "target>source"))
+    out = model(source, target, correspondence=_directions(cfg, *CORRESPONDENCE_DIRECTIONS))
     losses = {"source_ce": segmentation_ce(out["source"], batch.source_labels),
               "target_ce": weighted_ce(out["target"], labels, weights)}
     if out["correspondence"]:
