@@ -336,10 +336,10 @@ class RoutedTeacher(nn.Module):
         self.pair = pair
         self.single = single
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    def forward(self, source: torch.Tensor, target: torch.Tensor, **options: Any) -> dict[str, Any]:
         if self.pair is None:
             raise RuntimeError("this stage trains the plain network: use forward_single")
-        return self.pair(source, target)
+        return self.pair(source, target, **options)
 
     def forward_single(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.single is None:
