@@ -19,9 +19,10 @@ With γ = 0 the projections get no gradient through the refinement, so on their 
 learn what to attend to. ``attention_weights`` exposes the attention map so that training can
 teach it semantic correspondence (``match_weight``, training/correspondence.py): a pixel's
 attention over the partner's tokens, applied to the partner's pooled labels, must predict the
-pixel's own label, the label propagation of few-shot segmentation (e.g. Wang et al., "PANet",
-ICCV 2019, align prototypes across images the same way). Then Attn(target → source) retrieves
-source features of the same class, which is what the gate can choose to use.
+pixel's own label: label propagation from one image to another, as few-shot segmentation does
+from a support image to a query (PANet, Wang et al., ICCV 2019, does it with class prototypes).
+Then Attn(target → source) retrieves source features of the pixel's class, which the gate can
+choose to use.
 
 Pairing: sample ``i`` of one batch is paired with sample ``i % B_other`` of the other, so source
 and target batch sizes may differ (the larger batch reuses partners cyclically).

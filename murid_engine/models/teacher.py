@@ -25,7 +25,8 @@ from .deeplab import DeepLabV2, ModelConfig
 from .mutual_refinement import MRConfig, MutualRefinement
 
 # query domain > partner domain; 'source>source' pairs source sample i with source sample i-1
-# (torch.roll by one), whose labels are known, so correspondence is learnt before any pseudo-label.
+# (torch.roll by one), whose labels are known, so correspondence is learnt before any pseudo-label
+# (a batch of one source image is its own partner: an easier, still consistent task).
 CORRESPONDENCE_DIRECTIONS = ("source>source", "target>source", "source>target")
 SourceBank = dict[int, torch.Tensor]  # MR point -> pooled source tokens, K×C×t×t (plain tensors)
 
