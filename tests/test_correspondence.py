@@ -43,13 +43,14 @@ def test_attention_to_the_same_class_scores_better_than_uniform_or_the_wrong_cla
     wrong = (col[:, None] // 2 != token_col[None, :]).float()
     wrong = (wrong / wrong.sum(1, keepdim=True)).unsqueeze(0)
     uniform = torch.full((1, h * w, tokens * tokens), 0.25)
-    nll = {name: correspondence_nll(a, query, partner, (h, w), tokens, num_classes=4).item()
+    partner_dist = token_class_distribution(partner, tokens, num_classes=4)
+    nll = {name: correspondence_nll(a, query, partner_dist, (h, w)).item()
            for name, a in {"same": same, "uniform": uniform, "wrong": wrong}.items()}
     assert nll["same"] == pytest.approx(0.0, abs=1e-5)
     assert nll["uniform"] == pytest.approx(math.log(2), abs=1e-5)
     assert nll["wrong"] > 9.0  # floored at MIN_PROBABILITY
     nothing = torch.full_like(query, IGNORE)
-    assert correspondence_nll(uniform, nothing, partner, (h, w), tokens, 4).item() == 0.0
+    assert correspondence_nll(uniform, nothing, partner_dist, (h, w)).item() == 0.0
 
 
 def test_attention_weights_are_the_ones_attend_applies():

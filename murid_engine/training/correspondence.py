@@ -33,14 +33,14 @@ def token_class_distribution(labels: torch.Tensor, tokens: int, num_classes: int
 
 
 def correspondence_nll(weights: torch.Tensor, query_labels: torch.Tensor,
-                       partner_labels: torch.Tensor, feature_size: tuple[int, int],
-                       tokens: int, num_classes: int) -> torch.Tensor:
+                       partner_dist: torch.Tensor, feature_size: tuple[int, int]) -> torch.Tensor:
     """Mean NLL of the query pixels' labels under attention-propagated partner labels.
 
     ``weights``: B×L×T attention of the queries (L = h×w feature pixels) over the partner's
-    T = tokens² tokens; ``query_labels``/``partner_labels``: B×H×W at image resolution (the
-    query labels are taken at the feature pixels by nearest-neighbour sampling). Returns 0
-    (with a graph) when no query pixel is labelled.
+    T tokens; ``partner_dist``: the partner's B×T×C ``token_class_distribution`` (computed once
+    per label map, shared by every MR point and direction); ``query_labels``: B×H×W at image
+    resolution, taken at the feature pixels by nearest-neighbour sampling. Returns 0 (with a
+    graph) when no query pixel is labelled.
     """
     h, w = feature_size
     queries = F.interpolate(query_labels[:, None].float(), size=(h, w), mode="nearest")
@@ -48,8 +48,7 @@ def correspondence_nll(weights: torch.Tensor, query_labels: torch.Tensor,
     valid = queries != IGNORE
     if not valid.any():
         return weights.sum() * 0.0
-    dist = token_class_distribution(partner_labels, tokens, num_classes)  # B×T×C
-    propagated = weights.float() @ dist  # B×L×C
+    propagated = weights.float() @ partner_dist  # B×L×C
     picked = propagated.gather(2, torch.where(valid, queries, 0).unsqueeze(-1)).squeeze(-1)
     nll = -torch.log(picked.clamp(min=MIN_PROBABILITY))
     return nll[valid].mean()

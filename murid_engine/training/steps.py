@@ -30,7 +30,7 @@ from murid_engine.models.teacher import CORRESPONDENCE_DIRECTIONS, MuridTeacher
 from murid_engine.run_config import RunConfig
 
 from .augment import classmix_masks, mix, photometric
-from .correspondence import correspondence_nll
+from .correspondence import correspondence_nll, token_class_distribution
 from .losses import entropy, segmentation_ce, weighted_ce
 from .round_labels import FILL, NO_LOSS
 
@@ -60,15 +60,16 @@ def match_loss(out: dict, cfg: RunConfig, labels: dict[str, torch.Tensor]) -> to
     ``labels``: 'source' and 'target' label maps; 'source>source' pairs each source image with
     the one before it in the batch, as the teacher's forward does.
     """
-    partner_labels = {"source>source": labels["source"].roll(1, dims=0),
-                      "target>source": labels["source"], "source>target": labels.get("target")}
+    dist = {domain: token_class_distribution(maps, cfg.mr.tokens, cfg.model.num_classes)
+            for domain, maps in labels.items()}  # every point pools its keys to the same grid
+    partner_dist = {"source>source": dist["source"].roll(1, dims=0),
+                    "target>source": dist["source"], "source>target": dist.get("target")}
     terms = []
     for point, maps in out["correspondence"].items():
         for direction, weights in maps.items():
             query = direction.split(">")[0]
             size = out[f"{query}_features"][point].shape[-2:]
-            terms.append(correspondence_nll(weights, labels[query], partner_labels[direction],
-                                            size, cfg.mr.tokens, cfg.model.num_classes))
+            terms.append(correspondence_nll(weights, labels[query], partner_dist[direction], size))
     return cfg.mr.match_weight * torch.stack(terms).mean()
 
 
