@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from murid_engine.jobs import EvaluationResult, Message, Progress, RoundReady, StageFinished, StageStarted
 
 from .loss_plot import LossPlot
-from .preview_strip import PreviewStrip
+from .preview_strip_view import PreviewStripView
 from .round_data import round_preview
 
 
@@ -59,7 +59,7 @@ class TrainView(QWidget):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
         self.losses = LossPlot()
-        self.previews = PreviewStrip()
+        self.previews = PreviewStripView()
 
         buttons = QHBoxLayout()
         for w in (self.start_button, self.pause_button, self.stop_button):

@@ -14,7 +14,7 @@ MAX_HISTORY = 300  # previews kept for the slider (each a few hundred KB at most
 ROWS = ("image", "prediction", "confidence")
 
 
-class PreviewStrip(QWidget):
+class PreviewStripView(QWidget):
     """Shows the newest preview unless the user has moved the slider back ("follow" off)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
