@@ -60,18 +60,28 @@ def model_from_checkpoint(ckpt: Checkpoint, which: str | None = None) -> LoadedM
         model = DeepLabV2(cfg.model)
         _load_state(model, ckpt.model_state("net"), ckpt.path, "source-only")
     elif which == "teacher":
-        teacher = MuridTeacher(cfg.model, cfg.mr)
-        _load_state(teacher, ckpt.model_state("teacher"), ckpt.path, "teacher")
-        if teacher.mr_enabled and teacher.points:
-            if "bank" not in held:
-                raise UserError(f"checkpoint {ckpt.path} holds a teacher without its source bank; "
-                                "use checkpoints/teacher.pt, written when the teacher's training ends")
-            model = BankedTeacher(teacher, bank_from_state(held["bank"]))
-        else:
-            model = teacher.net  # without MR the teacher is a plain network
+        banked = teacher_from_checkpoint(ckpt)
+        # Without MR the teacher is a plain network.
+        model = banked if banked.teacher.mr_enabled and banked.teacher.points else banked.teacher.net
     else:
         raise UserError(f"unknown model '{which}' (teacher, student or source_only)")
     return LoadedModel(which, model.eval(), cfg, ckpt.path)
+
+
+def teacher_from_checkpoint(ckpt: Checkpoint) -> BankedTeacher:
+    """The MuridTeacher of a checkpoint with its source bank (empty without MR), in eval mode.
+
+    The one place a teacher is rebuilt: prediction, evaluation and distillation (which needs
+    the features at the MR points that the BankedTeacher returns) all load it here.
+    """
+    cfg = ckpt.config
+    teacher = MuridTeacher(cfg.model, cfg.mr)
+    _load_state(teacher, ckpt.model_state("teacher"), ckpt.path, "teacher")
+    bank = bank_from_state(ckpt.models.get("bank", {}))
+    if teacher.mr_enabled and teacher.points and not bank:
+        raise UserError(f"checkpoint {ckpt.path} holds a teacher without its source bank; "
+                        "use checkpoints/teacher.pt, written when the teacher's training ends")
+    return BankedTeacher(teacher, bank).eval()
 
 
 def load_model(path: Path, which: str | None = None) -> LoadedModel:

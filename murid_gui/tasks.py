@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from murid_engine.config import load_preset
-from murid_engine.errors import UserError
-from murid_engine.jobs import Control, EvaluationResult, Message, RoundReady, StageFinished, StageStarted
+from murid_engine import usecases
+from murid_engine.jobs import Control, Message, RoundReady, StageFinished, StageStarted
 from murid_engine.project import Project
-
 
 
 def preload_engine() -> None:
@@ -42,21 +40,9 @@ def preload_engine() -> None:
     gc.freeze()
 
 
-def _absolute(spec: str) -> str:
-    kind, sep, path = spec.partition(":")
-    if not sep or not path:
-        return spec
-    return f"{kind}:{Path(path).expanduser().resolve()}"
-
-
 def create_project(folder: Path, source: str, target: str, preset: str) -> Project:
     """A new project from a preset with its source and target datasets (as `murid train` does)."""
-    if not source or not target:
-        raise UserError("a project needs a source dataset and a target dataset (KIND:PATH)")
-    cfg = load_preset(preset)
-    # Stored absolute: the app may be started from another folder next time.
-    cfg.data.source, cfg.data.target = _absolute(source), _absolute(target)
-    return Project.create(folder, cfg.validate())
+    return usecases.create_project(folder, source, target, preset)
 
 
 def train_job(folder: Path):
@@ -92,24 +78,7 @@ def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | Non
 def pseudo_job(folder: Path, portion: float | None = None):
     """Write the project's next pseudo-label round with its teacher (as `murid pseudo`)."""
     def job(sink, control: Control) -> int:
-        from murid_engine.data import open_dataset
-        from murid_engine.devices import resolve_device
-        from murid_engine.model_store import project_model
-        from murid_engine.training.round_labels import label_round, round_portion
-
-        project = Project.open(folder)
-        cfg = project.config
-        teacher = project_model(project, "teacher")
-        device = resolve_device(cfg.device)
-        r = (project.latest_round() or 0) + 1
-        p = portion if portion is not None else round_portion(project, r)
-        sink(StageStarted("pseudo-label"))
-        target = open_dataset(cfg.data.target, cfg.data.target_split)  # read image by image
-        info = label_round(project, r, p, teacher.model.to(device), device, target=target)
-        sink(RoundReady(r, str(project.round_dir(r)), info["portion"],
-                        {"kept_fraction": info["kept_fraction"]}))
-        sink(StageFinished("pseudo-label"))
-        return r
+        return usecases.write_next_round(Project.open(folder), portion, sink=sink).round
     return job
 
 
@@ -134,34 +103,14 @@ def distil_evaluate_job(folder: Path):
     Returns the comparison as JSON (as reports/evaluation.json holds it) and the report's path.
     """
     def job(sink, control: Control) -> dict[str, Any] | None:
-        from murid_engine.comparison import available_models, compare_models
-        from murid_engine.data import open_dataset, resolve_split
-        from murid_engine.distill import StudentTrainer
-        from murid_engine.report import write_report
-        from murid_engine.training.trainer import resolve_device
-
         project = Project.open(folder)
-        if not project.checkpoint_path("teacher").is_file():
-            raise UserError(f"{folder} has no trained teacher yet: train it in the Train view first")
+        usecases.require_teacher(project)
         if not project.checkpoint_path("student").is_file():
-            resume = StudentTrainer.has_resume_point(project)
-            if not StudentTrainer(project, sink, control).run(resume=resume):
+            if not usecases.distil(project, sink, control):
                 return None  # stopped: the distillation's checkpoint was saved
         if control.checkpoint():
             return None
-        cfg = project.config
-        spec = cfg.data.target
-        dataset = open_dataset(spec, resolve_split(spec, None, cfg.data.val_split)).require_labels()
-        names = [n for n in available_models(project) if n in ("source_only", "teacher", "student")]
-        sink(StageStarted("evaluate"))
-        comparison = compare_models(project, names, dataset, None, resolve_device(cfg.device))
-        report = write_report(project.reports_dir, comparison)
-        for m in comparison.models:
-            sink(EvaluationResult(m.name, m.to_json()))
-        sink(StageFinished("evaluate"))
-        data = comparison.to_json()
-        data["report"] = str(report)
-        return data
+        return usecases.evaluate_project(project, sink=sink).to_json()
     return job
 
 

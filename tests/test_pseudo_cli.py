@@ -121,5 +121,5 @@ def test_pseudo_needs_a_project(tmp_path):
 def test_pseudo_needs_a_trained_teacher(project):
     project.checkpoint_path("teacher").unlink()
     line = murid("pseudo", "--project", project.root).error_line()
-    assert "has no teacher model yet (teacher.pt)" in line and "murid train" in line
+    assert "has no trained teacher yet (checkpoints/teacher.pt)" in line and "murid train" in line
     assert project.rounds() == [1, 2]

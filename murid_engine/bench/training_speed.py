@@ -169,7 +169,7 @@ def measure_training_speed(cfg: RunConfig, source_spec: str, target_spec: str, i
                         f"workers 0 or more (got {iterations}, {warmup_iters}, {threads}, {repeats}, "
                         f"{workers})")
     from murid_engine.project import Project
-    from murid_engine.training.trainer import resolve_device
+    from murid_engine.devices import resolve_device
 
     total = warmup_iters + repeats * (iterations + 1)  # the last bare block runs at its end
     cfg = _bench_config(cfg, source_spec, target_spec, total, workers)

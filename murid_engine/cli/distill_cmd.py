@@ -14,6 +14,7 @@ from pathlib import Path
 from murid_engine.config import apply_overrides
 from murid_engine.errors import UserError
 from murid_engine.project import Project
+from murid_engine.usecases import distil, require_teacher
 
 from .progress_sink import TerminalSink
 
@@ -42,10 +43,7 @@ def prepare(args: argparse.Namespace) -> Project:
     from murid_engine.distill import RESUME, StudentTrainer
 
     project = Project.open(args.project)
-    teacher = project.checkpoint_path("teacher")
-    if not teacher.is_file():
-        raise UserError(f"{args.project} has no trained teacher yet (checkpoints/{teacher.name}); "
-                        "run `murid train` first")
+    require_teacher(project)
     for item in args.overrides:
         if not item.strip().startswith(CHANGEABLE):
             raise UserError(f"--set {item}: only distill.* and student_model.* settings can change "
@@ -71,7 +69,6 @@ def prepare(args: argparse.Namespace) -> Project:
 
 def run(args: argparse.Namespace) -> int:
     project = prepare(args)
-    from murid_engine.distill import StudentTrainer
     from murid_engine.jobs import Control, JobError
     from murid_engine.pipeline import stop_on_interrupt
 
@@ -81,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     with TerminalSink() as sink:
         try:
             with stop_on_interrupt(control):
-                done = StudentTrainer(project, sink, control).run(resume=args.resume)
+                done = distil(project, sink, control, resume=args.resume)
         except UserError:
             raise
         except Exception as exc:

@@ -81,10 +81,9 @@ def _run_project(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be 1 or more, not {args.threads}")
     _check_json_target(args.json_out)
-    from murid_engine.comparison import available_models, compare_models  # torch: only when used
+    from murid_engine.comparison import available_models  # torch: only when used
     from murid_engine.project import Project
-    from murid_engine.report import write_report
-    from murid_engine.training.trainer import resolve_device
+    from murid_engine.usecases import evaluate_project
 
     project = Project.open(folder)
     which = args.model or "both"
@@ -96,14 +95,9 @@ def _run_project(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     else:
         names = [which]
-    cfg = project.config
-    spec = args.target or cfg.data.target
-    if not spec:
-        raise UserError(f"{folder} has no target dataset (data.target); give --target KIND:PATH")
-    dataset = open_dataset(spec, resolve_split(spec, args.split, cfg.data.val_split)).require_labels()
-    comparison = compare_models(project, names, dataset, args.threads, resolve_device(cfg.device))
-    report = write_report(project.reports_dir, comparison)
-    data = {**comparison.to_json(), "report": str(report)}
+    evaluation = evaluate_project(project, names, args.target, args.split, args.threads)
+    comparison, report = evaluation.comparison, evaluation.report
+    data = evaluation.to_json()
     text = json.dumps(data, indent=2) + "\n"
     if args.json_out == "-":
         print(text, end="")

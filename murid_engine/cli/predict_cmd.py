@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     # torch and the models load only now, so that argument mistakes are reported at once.
     from murid_engine.inference import predict_dataset
     from murid_engine.model_store import load_model, project_model
-    from murid_engine.training.trainer import resolve_device
+    from murid_engine.devices import resolve_device
 
     if args.project is not None:
         from murid_engine.project import Project

@@ -3,7 +3,7 @@
     murid pseudo --project DIR [--portion P] [--device D]
 
 The round is numbered after the latest complete one (from 1) and written exactly as the
-curriculum writes its rounds (training.round_labels.label_round), so the user's threshold
+curriculum writes its rounds (usecases.write_next_round), so the user's threshold
 overrides and edits apply, the Review view can open it, and a resumed curriculum trains on it.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from murid_engine.errors import UserError
 from murid_engine.project import Project
+from murid_engine.usecases import check_portion, write_next_round
 
 from .predict_cmd import device_option
 
@@ -33,32 +33,10 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def check_portion(portion: float | None) -> None:
-    # `not 0 < p <= 1` is also true for NaN, which float() accepts from the command line.
-    if portion is not None and not (0 < portion <= 1):
-        raise UserError(f"--portion must be a number in (0, 1], not {portion:g}")
-
-
 def run(args: argparse.Namespace) -> int:
-    check_portion(args.portion)
-    project = Project.open(args.project)
-    cfg = project.config
-    if not cfg.data.target:
-        raise UserError(f"{project.project_file} names no target dataset (data.target) to pseudo-label")
-    # torch and the models load only now, so that `murid --help` and argument errors stay fast.
-    from murid_engine.data import open_dataset
-    from murid_engine.devices import resolve_device
-    from murid_engine.model_store import project_model
-    from murid_engine.training.round_labels import label_round, round_portion
-
-    teacher = project_model(project, "teacher")  # one-sentence error when not trained yet
-    device = resolve_device(args.device or cfg.device)
-    r = (project.latest_round() or 0) + 1
-    portion = args.portion if args.portion is not None else round_portion(project, r)
-    # Read image by image while labelling (memory does not grow with the number of images).
-    target = open_dataset(cfg.data.target, cfg.data.target_split)
-    info = label_round(project, r, portion, teacher.model.to(device), device, target=target)
-    print(format_round(project.round_dir(r), info))
+    check_portion(args.portion, "--portion")  # named as the user typed it
+    written = write_next_round(Project.open(args.project), args.portion, args.device)
+    print(format_round(written.folder, written.info))
     return 0
 
 

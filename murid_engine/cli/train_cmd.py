@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from murid_engine.config import apply_overrides, list_presets, load_preset
-from murid_engine.data import parse_spec
 from murid_engine.errors import UserError
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
+from murid_engine.usecases import check_can_train, with_datasets
 
 from .progress_sink import TerminalSink
 
@@ -55,20 +55,10 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def absolute_spec(spec: str) -> str:
-    """`KIND:PATH` with PATH made absolute (the kind is checked first)."""
-    kind, path = parse_spec(spec)
-    return f"{kind}:{path.resolve()}"
-
-
 def configure(args: argparse.Namespace, base: RunConfig) -> RunConfig:
     """The preset (or stored config) with the command line's changes, validated."""
     cfg = apply_overrides(base, list(args.overrides))
-    # Stored absolute, so the project finds its data from any working folder (the app's too).
-    if args.source:
-        cfg.data.source = absolute_spec(args.source)
-    if args.target:
-        cfg.data.target = absolute_spec(args.target)
+    cfg = with_datasets(cfg, args.source, args.target)
     if args.stages:
         cfg = apply_overrides(cfg, [f"stages={args.stages}"], where="--stages")
     if args.device:
@@ -82,10 +72,8 @@ def open_or_create(args: argparse.Namespace) -> Project:
                    or args.no_mr or args.no_curriculum or args.no_distill or args.device)
     if Project.is_project(args.project):
         project = Project.open(args.project)
+        check_can_train(project, args.resume)
         if project.latest_checkpoint() is not None:
-            if not args.resume:
-                raise UserError(f"{args.project} already holds a training run; continue it with "
-                                "--resume, or train in a new project folder")
             if changes:
                 raise UserError("--resume continues a run with its own settings; leave out "
                                 "--source, --target, --preset, --stages, --set and the ablations")

@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from murid_engine.checkpoint import load_checkpoint
-from murid_engine.errors import UserError
-from murid_engine.models.banked import BankedTeacher, bank_from_state
+from murid_engine.model_store import teacher_from_checkpoint
+from murid_engine.models.banked import BankedTeacher
 from murid_engine.models.deeplab import DeepLabV2, ModelConfig
-from murid_engine.models.teacher import MuridTeacher
 
 
 def student_forward(net: DeepLabV2, x: torch.Tensor, points: tuple[int, ...]
@@ -111,18 +110,7 @@ def load_teacher(path: Path, device: torch.device) -> LoadedTeacher:
     MR points, which `forward_target` returns.
     """
     ckpt = load_checkpoint(path)
-    cfg = ckpt.config
-    teacher = MuridTeacher(cfg.model, cfg.mr)
-    try:
-        teacher.load_state_dict(ckpt.model_state("teacher"))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0][:160]
-        raise UserError(f"the teacher weights in {path} do not fit its configuration ({first})") from None
-    bank = bank_from_state(ckpt.models.get("bank", {}))
-    if teacher.mr_enabled and teacher.points and not bank:
-        raise UserError(f"{path} holds a teacher without its source bank; it is written when "
-                        "the teacher's adapt or curriculum stage ends")
-    model = BankedTeacher(teacher, bank).to(device).eval()
+    model = teacher_from_checkpoint(ckpt).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return LoadedTeacher(model, ckpt.model_state("teacher"), cfg.model, path)
+    return LoadedTeacher(model, ckpt.model_state("teacher"), ckpt.config.model, path)

@@ -1,0 +1,57 @@
+"""The use cases both front ends call: the checks live once, and the app gets them too."""
+
+from __future__ import annotations
+
+import pytest
+
+from murid_engine import usecases
+from murid_engine.errors import UserError
+from murid_engine.project import Project
+from murid_gui import tasks
+
+
+def test_create_project_checks_the_dataset_kind_for_the_app_too(tmp_path):
+    # The app's copy used to accept any `word:path`; it now goes through the same check.
+    with pytest.raises(UserError, match="unknown dataset kind 'nonsense'"):
+        tasks.create_project(tmp_path / "p", "nonsense:/data", "synthcity:/data", "smoke")
+    assert not Project.is_project(tmp_path / "p")
+    with pytest.raises(UserError, match="source dataset and a target dataset"):
+        tasks.create_project(tmp_path / "q", "", "synthcity:/data", "smoke")
+
+
+def test_create_project_stores_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    project = usecases.create_project(tmp_path / "p", "synthcity:data", "synthcity:./other", "smoke",
+                                      overrides=["seed=3"])
+    cfg = Project.open(tmp_path / "p").config
+    assert cfg.data.source == f"synthcity:{tmp_path / 'data'}"
+    assert cfg.data.target == f"synthcity:{tmp_path / 'other'}"
+    assert cfg.seed == 3 and project.root == tmp_path / "p"
+
+
+def test_a_project_holds_one_training_run(tmp_path):
+    project = usecases.create_project(tmp_path / "p", "synthcity:/d", "synthcity:/d", "smoke")
+    usecases.check_can_train(project, resume=False)  # nothing trained yet: a fresh start is fine
+    project.checkpoints_dir.mkdir(exist_ok=True)
+    (project.checkpoints_dir / "latest.pt").write_bytes(b"stand-in")
+    assert project.latest_checkpoint() is not None
+    usecases.check_can_train(project, resume=True)
+    with pytest.raises(UserError, match="already holds a training run; continue it with --resume"):
+        usecases.check_can_train(project, resume=False)
+
+
+@pytest.mark.parametrize("portion", [0.0, 1.5, float("nan")])
+def test_portion_outside_zero_one_is_refused_before_any_model_loads(tmp_path, portion):
+    project = usecases.create_project(tmp_path / "p", "synthcity:/d", "synthcity:/d", "smoke")
+    with pytest.raises(UserError, match=r"the portion must be a number in \(0, 1\]"):
+        usecases.write_next_round(project, portion)
+
+
+def test_jobs_need_a_trained_teacher(tmp_path):
+    project = usecases.create_project(tmp_path / "p", "synthcity:/d", "synthcity:/d", "smoke")
+    with pytest.raises(UserError, match="no trained teacher yet"):
+        usecases.write_next_round(project)
+    with pytest.raises(UserError, match="no trained teacher yet"):
+        usecases.distil(project, sink=lambda e: None)
+    with pytest.raises(UserError, match="no trained model to evaluate"):
+        usecases.evaluate_project(project)
