@@ -1,5 +1,9 @@
 """Training on several processes with PyTorch's own engine (DESIGN.md §7): torchrun + DDP.
 
+This module holds the process context and its collectives; the rank-averaged optimiser step is
+the stage runner's (training/runner.py), sharded evaluation is training/sharded_eval.py and the
+teacher's DDP routing training/teacher_ddp.py.
+
     torchrun --standalone --nproc_per_node N -m murid_engine train --project DIR ...
 
 runs the same code path as one process. torchrun starts N copies of the command and gives each
@@ -41,7 +45,6 @@ CPU tensors, use gloo; the device can then be chosen after the project's config 
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -257,24 +260,6 @@ class DistContext:
         torch.manual_seed(int(words[1] >> np.uint64(1)))  # the model's own draws (MR mixing)
 
 
-def optimise(losses: Mapping[str, torch.Tensor], ctx: DistContext, optimizer: torch.optim.Optimizer,
-             scaler: torch.amp.GradScaler, what: str, it: int, lr_setting: str) -> dict[str, float]:
-    """One optimiser step on the sum of `losses`; returns the parts and 'total', rank-averaged.
-
-    A non-finite total stops every rank at this iteration (the averages are the same on all)
-    with one sentence naming the learning-rate setting to lower.
-    """
-    from murid_engine.devices import optimiser_step
-
-    values = ctx.mean_values(losses)
-    values["total"] = sum(values.values())
-    if not math.isfinite(values["total"]):
-        raise RanksAgree(f"the {what} loss became {values['total']} at iteration {it + 1}; "
-                         f"lower the learning rate (--set {lr_setting}=...)")
-    optimiser_step(sum(losses.values()), optimizer, scaler)
-    return values
-
-
 def timeout_from_env(environ: Mapping[str, str] | None = None) -> timedelta:
     environ = os.environ if environ is None else environ
     seconds = _env_int(environ, TIMEOUT_ENV)
@@ -302,61 +287,3 @@ def distributed_session(environ: Mapping[str, str] | None = None) -> Iterator[Di
         dist.barrier()
     finally:
         dist.destroy_process_group()
-
-
-def evaluate_sharded(model: nn.Module, dataset: Dataset, ctx: DistContext, desc: str,
-                     size: tuple[int, int] | None):
-    """Scores of `model` on `dataset`, each rank evaluating its shard (confusion matrices summed).
-
-    Every rank must call it with the same model (weights equal by DDP, buffers by
-    `sync_buffers`); the result is the same on every rank.
-    """
-    from murid_engine.inference import evaluate_model
-    from murid_engine.metrics import SegmentationScores
-
-    ctx.sync_buffers(model)
-    scores = evaluate_model(model, ctx.shard(dataset), desc=desc, size=size, device=ctx.device)
-    if not ctx.distributed:
-        return scores
-    counts = np.append(scores.confusion.ravel(), scores.n_images).astype(np.int64)
-    counts = ctx.sum_array(counts)
-    return SegmentationScores.from_matrix(counts[:-1].reshape(scores.confusion.shape), int(counts[-1]))
-
-
-class RoutedTeacher(nn.Module):
-    """The teacher as the training steps call it — ``model(source, target)`` and
-    ``model.forward_single(x)`` — with every forward made through the DDP wrapper.
-
-    DDP averages gradients only for a forward made through ``DDP.__call__``; calling the
-    wrapped module's methods directly would train each rank on its own gradients.
-    """
-
-    def __init__(self, pair: nn.Module | None = None, single: nn.Module | None = None):
-        super().__init__()
-        self.pair = pair
-        self.single = single
-
-    def forward(self, source: torch.Tensor, target: torch.Tensor, **options: Any) -> dict[str, Any]:
-        if self.pair is None:
-            raise RuntimeError("this stage trains the plain network: use forward_single")
-        return self.pair(source, target, **options)
-
-    def forward_single(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.single is None:
-            raise RuntimeError("this stage trains the teacher on source and target together")
-        return self.single(x)
-
-
-def wrap_teacher(ctx: DistContext, teacher: nn.Module, stage: str) -> nn.Module:
-    """What a teacher stage's steps train: the teacher itself on one process, else DDP.
-
-    Warm-up trains the plain network (`teacher.net`) and only it is wrapped, so the MR modules,
-    unused there, are not part of the reduction; adapt and curriculum wrap the whole teacher,
-    whose MR modules all take part unless MR is off (--no-mr), in which case DDP is told to
-    find the unused parameters (find_unused_parameters, at the cost of a graph traversal).
-    """
-    if not ctx.distributed:
-        return teacher
-    if stage == "warmup":
-        return RoutedTeacher(single=ctx.wrap(teacher.net))
-    return RoutedTeacher(pair=ctx.wrap(teacher, find_unused=not teacher.mr_enabled))

@@ -171,7 +171,6 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
     torch.set_num_threads(1)
     from murid_engine.distributed import distributed_session
     from murid_engine.jobs import Control, Losses, NullSink
-    from murid_engine.models.banked import BankedTeacher
     from murid_engine.training.round_labels import label_round
     from murid_engine.training.trainer import TeacherTrainer
 
@@ -197,7 +196,7 @@ def _two_rank_worker(rank: int, port: int, root: str, out: str) -> None:
         report["resumed_params"] = _digest(resumed.model.parameters())
 
         # Sharded pseudo-labelling (round 8) against one process labelling alone (round 9).
-        teacher = BankedTeacher(resumed.ema, resumed._bank(resumed.ema))
+        teacher = resumed.banked(resumed.ema)
         label_round(project, 8, 0.5, teacher, resumed.device, dist=dist)
         if dist.is_main:
             label_round(project, 9, 0.5, teacher, resumed.device)

@@ -129,7 +129,6 @@ def _preloaded(project, cfg: RunConfig, device: torch.device) -> list:
     from murid_engine.training.domains import Domains
     from murid_engine.training.image_cache import project_cache_dir
     from murid_engine.training.loader import TrainingBatches
-    from murid_engine.training.steps import Batch
 
     # Also builds the project's decoded-image cache, which the run then finds ready.
     domains = Domains.load(cfg, project_cache_dir(project.root))
@@ -137,7 +136,7 @@ def _preloaded(project, cfg: RunConfig, device: torch.device) -> list:
     out = []
     for it in range(BARE_BATCHES):
         b = batches.get(STAGE, it, BARE_BATCHES, domains.target)
-        out.append(Batch(b.source, b.source_labels, b.target, b.target_labels))
+        out.append(b)
     batches.close()
     return out
 

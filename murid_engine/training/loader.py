@@ -38,6 +38,9 @@ from .image_cache import CachedImages
 from .round_labels import NO_LOSS, training_maps
 
 SOURCE, TARGET = 0, 1  # domain ids in the random streams
+# Random-stream ids of the stages: MURID's stages by their place in run_config.STAGES (the ids
+# every earlier figure was drawn with), the baselines' (murid_engine.baselines) after them.
+STREAMS = {**{name: i for i, name in enumerate(STAGES)}, "mixstyle": 10, "dacs": 11}
 IGNORE_FILL = 255  # source padding: ignored by the cross-entropy
 
 
@@ -91,19 +94,20 @@ def sample_indices(n: int, count: int, seed: int, stage: int, domain: int, itera
     return out
 
 
-class HostBatch(NamedTuple):
-    """A batch in host memory: images B×3×h×w (float in [0, 1], or uint8 for the device to
-    convert), labels B×h×w (long, or uint8); target parts None when the stage has none."""
+class Batch(NamedTuple):
+    """A training batch: images B×3×h×w (float in [0, 1]; in a worker's hands uint8 for the
+    device to convert), labels B×h×w (long, or uint8); target parts None when the stage has none.
+    Curriculum target labels are a round's training maps: class ids, FILL or NO_LOSS."""
     source: torch.Tensor
     source_labels: torch.Tensor
-    target: torch.Tensor | None
-    target_labels: torch.Tensor | None
+    target: torch.Tensor | None = None
+    target_labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class BatchRequest:
     """One batch to make: it travels to a worker, so it names everything that varies."""
-    stage: int  # index in run_config.STAGES
+    stage: int  # the stage's random-stream id (STREAMS)
     iteration: int
     with_target: bool
     target_labels: RoundLabels | None  # a curriculum round's maps; None: the target unlabelled
@@ -146,16 +150,16 @@ class BatchMaker(torch.utils.data.Dataset):
             y = y.astype(np.int64)
         return torch.from_numpy(x), None if y is None else torch.from_numpy(y)
 
-    def __getitem__(self, req: BatchRequest) -> HostBatch | str:
+    def __getitem__(self, req: BatchRequest) -> Batch | str:
         try:
             xs, ys = self._domain(self.source, SOURCE, req.stage, req.iteration, IGNORE_FILL)
             if not req.with_target:
-                return HostBatch(xs, ys, None, None)
+                return Batch(xs, ys, None, None)
             target = self.target if req.target_labels is None else self.target.with_labels(req.target_labels)
             # Padding of target crops is NO_LOSS: never trained on, not even through the EMA
             # teacher's online labels, which fill the FILL (255) pixels of a round's maps.
             xt, yt = self._domain(target, TARGET, req.stage, req.iteration, NO_LOSS)
-            return HostBatch(xs, ys, xt, yt)
+            return Batch(xs, ys, xt, yt)
         except UserError as exc:
             return str(exc)  # crosses the worker boundary as one sentence, not a traceback
 
@@ -187,7 +191,7 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def to_device(batch: HostBatch, device: torch.device) -> HostBatch:
+def to_device(batch: Batch, device: torch.device) -> Batch:
     """The batch on `device`, images float in [0, 1] and labels long."""
     def move(t: torch.Tensor | None, image: bool) -> torch.Tensor | None:
         if t is None:
@@ -197,7 +201,7 @@ def to_device(batch: HostBatch, device: torch.device) -> HostBatch:
             t = t.float().div_(255.0) if image else t.long()
         return t
 
-    return HostBatch(move(batch.source, True), move(batch.source_labels, False),
+    return Batch(move(batch.source, True), move(batch.source_labels, False),
                      move(batch.target, True), move(batch.target_labels, False))
 
 
@@ -231,10 +235,10 @@ class TrainingBatches:
     def request(self, stage: str, iteration: int, target: CachedImages | None) -> BatchRequest:
         if target is not None and target.cache is not self.maker.target.cache:
             raise ValueError("a batch's target images must be the run's target domain")
-        return BatchRequest(STAGES.index(stage), iteration, target is not None,
+        return BatchRequest(STREAMS[stage], iteration, target is not None,
                             None if target is None else target.label_source)
 
-    def get(self, stage: str, iteration: int, stop: int, target: CachedImages | None) -> HostBatch:
+    def get(self, stage: str, iteration: int, stop: int, target: CachedImages | None) -> Batch:
         """The batch of `iteration` of `stage`, with `target` images (None: source only).
 
         Workers prepare batches up to `stop` (exclusive): pass the end of the stage, or of the
@@ -262,7 +266,7 @@ class TrainingBatches:
                 generator=torch.Generator().manual_seed(self.maker.seed))
         return self._loader
 
-    def _unwrap(self, item: HostBatch | str) -> HostBatch:
+    def _unwrap(self, item: Batch | str) -> Batch:
         if isinstance(item, str):
             raise UserError(item)
         return to_device(item, self.device)

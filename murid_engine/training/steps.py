@@ -21,8 +21,6 @@ queries with target keys and values).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from murid_engine.labels import IGNORE
@@ -31,18 +29,11 @@ from murid_engine.run_config import RunConfig
 
 from .augment import classmix_masks, mix, photometric
 from .correspondence import correspondence_nll, token_class_distribution
+from .loader import Batch
 from .losses import entropy, segmentation_ce, weighted_ce
 from .round_labels import FILL, NO_LOSS
 
 DACS_CONFIDENCE = 0.968  # DACS's confidence threshold for its pseudo-label weight
-
-
-@dataclass
-class Batch:
-    source: torch.Tensor
-    source_labels: torch.Tensor
-    target: torch.Tensor | None = None
-    target_labels: torch.Tensor | None = None  # round maps: class ids, FILL or NO_LOSS
 
 
 def warmup_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, torch.Tensor]:
