@@ -12,11 +12,19 @@ from murid_engine.imageio import atomic_write_bytes
 def register_quality(which) -> None:
     from murid_engine.bench.quality import RUNS, QualityConfig
 
-    d = QualityConfig(Path(), Path())
-    p = which.add_parser("quality", help="target mIoU of each stage and ablation, and the oracle",
-                         description="Train the preset on a SynthCity folder in full and per "
-                                     "ablation, and the oracle; print target-val mIoU and wall time.")
-    p.add_argument("--data", type=Path, required=True, help="a SynthCity folder (`murid synth`)")
+    d = QualityConfig(Path())
+    p = which.add_parser("quality", help="MURID, its ablations and plain baselines side by side, per seed",
+                         description="Train MURID (in full and per ablation), the plain baselines "
+                                     "(AdaBN, MixStyle, DACS) and the references (source-only, "
+                                     "oracle) on the same data and budget, at each seed; print "
+                                     "target-val mIoU (mean, spread, per seed) and wall time.")
+    p.add_argument("--data", type=Path, help="a SynthCity folder (`murid synth`)")
+    p.add_argument("--source", default="", metavar="KIND:PATH", help="a labelled source (instead of --data)")
+    p.add_argument("--target", default="", metavar="KIND:PATH",
+                   help="a target with a labelled val split (instead of --data)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; every run runs at each (0)")
+    p.add_argument("--placement", default=d.placement, choices=("alone", "shared"),
+                   help="whether the runs had the machine alone; wall times are reported only then (alone)")
     p.add_argument("--workdir", type=Path, required=True, help="new folder for the runs' projects")
     p.add_argument("--preset", default=d.preset, help=f"preset ({d.preset})")
     p.add_argument("--runs", default=",".join(d.runs),
@@ -36,9 +44,13 @@ def run_quality_cmd(args) -> int:
 
     if args.threads < 1 or args.oracle_iterations < 1:
         raise UserError("--threads and --oracle-iterations must be 1 or more")
-    cfg = QualityConfig(args.data, args.workdir, args.preset,
-                        tuple(r.strip() for r in args.runs.split(",") if r.strip()),
-                        tuple(args.overrides), args.oracle_iterations, args.threads)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, not '{args.seeds}'") from None
+    cfg = QualityConfig(args.workdir, args.data, args.source, args.target, args.preset,
+                        tuple(r.strip() for r in args.runs.split(",") if r.strip()), seeds,
+                        tuple(args.overrides), args.oracle_iterations, args.threads, args.placement)
     with TerminalSink() as sink:
         result = run_quality(cfg, sink)
     if args.json_out:
