@@ -1,0 +1,60 @@
+"""`murid bench quality` with baselines and seeds: the table's figures, and the same seed twice."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from murid_engine.project import Project
+from smoke_runs import murid, one_thread, synth_data
+
+RUNS = "source-only,adabn,mixstyle,dacs,oracle"
+
+
+def _bench(data, workdir, out, *extra):
+    with one_thread():
+        result = murid("bench", "quality", "--data", data, "--workdir", workdir, "--preset", "smoke",
+                       "--runs", RUNS, "--seeds", "0,1", "--oracle-iterations", "3", "--threads", "1",
+                       "--json", out, *extra)
+    assert result.code == 0, result.err
+    return result, json.loads(out.read_text())
+
+
+def _metrics(workdir, seed, run):
+    rows = Project.open(workdir / f"seed-{seed}" / run).read_metrics()
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_baselines_and_seeds_side_by_side_and_the_same_seed_gives_the_same_figures(tmp_path):
+    data = synth_data(tmp_path / "synth")
+    result, report = _bench(data, tmp_path / "a", tmp_path / "a.json", "--placement", "shared")
+    assert [(r["run"], r["seed"]) for r in report["runs"]] == [
+        (run, seed) for seed in (0, 1) for run in RUNS.split(",")]
+    for row in report["summary"]:
+        figures = [r["final_miou"] for r in report["runs"] if r["run"] == row["run"]]
+        assert row["miou"] == figures and row["seeds"] == [0, 1]
+        assert row["mean"] == statistics.fmean(figures) and row["std"] == statistics.stdev(figures)
+        line = f"| {row['run']} | **{100 * row['mean']:.1f}** ± {100 * row['std']:.1f} |"
+        assert line in result.out
+    assert "wall times not given" in result.out  # shared placement: no wall times in the table
+    by = {(r["run"], r["seed"]): r for r in report["runs"]}
+    # mixstyle is the dacs run's first stage; dacs's final figure is its own stage's
+    assert [e["stage"] for e in by[("dacs", 0)]["evaluations"]] == ["mixstyle", "dacs"]
+    assert by[("mixstyle", 0)]["final_miou"] == by[("dacs", 0)]["evaluations"][0]["miou"]
+    assert by[("oracle", 0)]["evaluations"][0]["model"] == "oracle"
+    # adabn changes the source-only network's statistics only, so the figure moves
+    assert by[("adabn", 0)]["final_miou"] != by[("source-only", 0)]["final_miou"]
+
+    _, again = _bench(data, tmp_path / "b", tmp_path / "b.json")
+    assert [r["final_miou"] for r in again["runs"]] == [r["final_miou"] for r in report["runs"]]
+    for seed in (0, 1):
+        for run in ("source-only", "dacs", "oracle"):
+            assert _metrics(tmp_path / "b", seed, run) == _metrics(tmp_path / "a", seed, run)
+
+
+def test_bench_quality_refuses_bad_seeds_and_a_missing_dataset(tmp_path):
+    line = murid("bench", "quality", "--workdir", tmp_path / "r").error_line()
+    assert "--data" in line and "--source" in line
+    data = synth_data(tmp_path / "synth")
+    line = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "r", "--seeds", "0,x").error_line()
+    assert "--seeds" in line
