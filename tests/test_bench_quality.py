@@ -27,13 +27,13 @@ def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
     assert [e["stage"] for e in runs["no-curriculum"]["evaluations"]] == ["warmup", "adapt", "distill"]
     for run in runs.values():
         assert run["final_miou"] == run["evaluations"][-1]["miou"] and 0 <= run["final_miou"] <= 1
-        assert f"| {run['run']} | **whole run** | **{100 * run['final_miou']:.1f}**" in result.out
+        assert f"| {run['run']} | **{100 * run['final_miou']:.1f}** ± 0.0 | {100 * run['final_miou']:.1f} |" in result.out
 
-    configs = {name: Project.open(tmp_path / "runs" / name).config for name in ("full", "no-distill", "no-mr")}
+    configs = {name: Project.open(tmp_path / "runs" / "seed-0" / name).config for name in ("full", "no-distill", "no-mr")}
     assert configs["full"].mr.enabled and not configs["no-mr"].mr.enabled
     assert configs["full"].distill.from_teacher and not configs["no-distill"].distill.from_teacher
     # the no-distill student learns from the full run's teacher, not from a teacher of its own
-    teachers = [load_checkpoint(tmp_path / "runs" / n / "checkpoints" / "teacher.pt").models["teacher"]
+    teachers = [load_checkpoint(tmp_path / "runs" / "seed-0" / n / "checkpoints" / "teacher.pt").models["teacher"]
                 for n in ("full", "no-distill")]
     assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
     assert [e["model"] for e in runs["no-distill"]["evaluations"]] == ["student"]

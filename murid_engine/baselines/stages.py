@@ -17,7 +17,7 @@ from torch import nn
 
 from murid_engine.checkpoint import save_checkpoint
 from murid_engine.models.deeplab import DeepLabV2
-from murid_engine.training.augment import classmix_masks, mix, photometric
+from murid_engine.training.augment import classmix, photometric
 from murid_engine.training.domains import Domains
 from murid_engine.training.ema import make_ema, update_ema
 from murid_engine.training.loader import Batch, TrainingBatches
@@ -86,7 +86,7 @@ class BaselineStage(Stage):
 @register_stage("mixstyle")
 class MixStyleStage(BaselineStage):
     @property
-    def total(self) -> int:
+    def total(self) -> int:  # the baselines' budgets are their own settings, not the run config's
         return self.parts.settings.mixstyle.iterations
 
     def step(self, batch: Batch, it: int) -> dict[str, torch.Tensor]:
@@ -123,10 +123,7 @@ class DacsStage(BaselineStage):
         labels, weights = dacs_labels(self.parts.ema, batch.target, c.confidence)
         source, target = batch.source, batch.target
         if c.classmix:
-            masks = classmix_masks(batch.source_labels, gen)
-            target = mix(masks, source, target)
-            labels = mix(masks, batch.source_labels, labels)
-            weights = mix(masks, torch.ones_like(weights), weights)
+            target, labels, weights = classmix(source, batch.source_labels, target, labels, weights, gen)
         if c.photometric:
             target = photometric(target, gen)
         self.trained.train()

@@ -86,9 +86,9 @@ class DistillStage(Stage):
         self.parts = parts
         self.trained: nn.Module | None = None  # StudentLosses, or its DDP wrapper
 
-    @property
-    def total(self) -> int:
-        return self.job.cfg.distill.iterations
+    @classmethod
+    def length(cls, cfg) -> int:
+        return cfg.distill.iterations
 
     def begin(self, first: int, optimizer_state: dict | None) -> None:
         p, cfg = self.parts, self.job.cfg

@@ -57,6 +57,7 @@ class StudentTrainer:
         torch.manual_seed(seed)
         dist.reseed_rank(seed, np_rng)
         self.job = JobContext(project, self.cfg, sink or NullSink(), control or Control(), dist, np_rng)
+        self.dist, self.sink = dist, self.job.sink  # the job's, for short
         self.device = dist.device
         self.precision = Precision.choose(self.device.type, self.cfg.amp)
         self.domains = domains
@@ -64,14 +65,6 @@ class StudentTrainer:
         self.student: nn.Module | None = None
         self.adapters: FeatureAdapters | None = None
         self.batches: TrainingBatches | None = None
-
-    @property
-    def dist(self) -> DistContext:
-        return self.job.dist
-
-    @property
-    def sink(self) -> EventSink:
-        return self.job.sink
 
     @staticmethod
     def has_resume_point(project: Project) -> bool:

@@ -38,6 +38,16 @@ def mix(mask: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch
     return torch.where(m, source, target)
 
 
+def classmix(source: torch.Tensor, source_labels: torch.Tensor, target: torch.Tensor,
+             labels: torch.Tensor, weights: torch.Tensor, gen: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ClassMix (Olsson et al., WACV 2021, as DACS uses it): half of each source image's classes
+    pasted onto its target partner — the image, its labels, and full weight on pasted pixels."""
+    masks = classmix_masks(source_labels, gen)
+    return (mix(masks, source, target), mix(masks, source_labels, labels),
+            mix(masks, torch.ones_like(weights), weights))
+
+
 def _grey(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
 

@@ -117,9 +117,19 @@ class Stage:
         self.optimizer: torch.optim.Optimizer | None = None
 
     # ------------------------------------------------------------------ what a stage supplies
+    @classmethod
+    def length(cls, cfg: RunConfig) -> int:
+        """Optimiser steps of this stage in a run of `cfg`."""
+        raise NotImplementedError
+
+    @classmethod
+    def enabled(cls, cfg: RunConfig) -> bool:
+        """False when `cfg` skips the stage although it is listed (an ablation)."""
+        return True
+
     @property
     def total(self) -> int:
-        raise NotImplementedError
+        return self.length(self.job.cfg)
 
     @property
     def base_lr(self) -> float:

@@ -27,7 +27,7 @@ from murid_engine.labels import IGNORE
 from murid_engine.models.teacher import CORRESPONDENCE_DIRECTIONS, MuridTeacher
 from murid_engine.run_config import RunConfig
 
-from .augment import classmix_masks, mix, photometric
+from .augment import classmix, photometric
 from .correspondence import correspondence_nll, token_class_distribution
 from .loader import Batch
 from .losses import entropy, segmentation_ce, weighted_ce
@@ -100,10 +100,7 @@ def curriculum_step(model: MuridTeacher, ema: MuridTeacher, batch: Batch, cfg: R
         weights = torch.ones_like(weights)
     source, target = batch.source, batch.target
     if c.classmix:
-        masks = classmix_masks(batch.source_labels, gen)
-        target = mix(masks, source, target)
-        labels = mix(masks, batch.source_labels, labels)
-        weights = mix(masks, torch.ones_like(weights), weights)
+        target, labels, weights = classmix(source, batch.source_labels, target, labels, weights, gen)
     if c.photometric:
         source = photometric(source, gen)
         target = photometric(target, gen)

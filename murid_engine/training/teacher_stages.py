@@ -71,9 +71,9 @@ class TeacherStage(Stage):
         super().__init__(job)
         self.parts = parts
 
-    @property
-    def total(self) -> int:
-        return getattr(self.job.cfg, self.name).iterations
+    @classmethod
+    def length(cls, cfg) -> int:
+        return getattr(cfg, cls.name).iterations
 
     def begin(self, first: int, optimizer_state: dict | None) -> None:
         model = self.parts.model
@@ -170,9 +170,13 @@ class CurriculumStage(TeacherStage):
         self.current: int | None = None
         self.target: CachedImages | None = None
 
-    @property
-    def total(self) -> int:
-        return self.rounds * self.per_round
+    @classmethod
+    def length(cls, cfg) -> int:
+        return cfg.curriculum.rounds * cfg.curriculum.iterations_per_round
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.curriculum.enabled  # false: the --no-curriculum ablation
 
     def begin(self, first: int, optimizer_state: dict | None) -> None:
         if self.parts.ema is None:

@@ -65,6 +65,7 @@ class TeacherTrainer:
         dist = (dist or DistContext()).on_device(self.cfg.device)
         np_rng = np.random.default_rng(self.cfg.seed)
         self.job = JobContext(project, self.cfg, sink or NullSink(), control or Control(), dist, np_rng)
+        self.dist, self.sink = dist, self.job.sink  # the job's, for short
         self.device = dist.device
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
         torch.manual_seed(self.cfg.seed)  # the same initial weights on every rank
@@ -89,27 +90,13 @@ class TeacherTrainer:
         cfg = self.cfg
         return BankedTeacher(model, self.parts.bank(model, cfg.data.batch_size, cfg.mr.bank_size, cfg.seed))
 
-    @property
-    def dist(self) -> DistContext:
-        return self.job.dist
-
-    @property
-    def sink(self) -> EventSink:
-        return self.job.sink
-
     # ---------------------------------------------------------------------------- the job
     def stages(self) -> list[str]:
         """The teacher stages this run executes (a disabled curriculum is skipped)."""
-        out = [s for s in self.cfg.stages if s in TEACHER_STAGES]
-        if not self.cfg.curriculum.enabled and "curriculum" in out:
-            out.remove("curriculum")
-        return out
+        return [s for s in self.cfg.stages if s in TEACHER_STAGES and STAGE_TYPES[s].enabled(self.cfg)]
 
     def stage_length(self, stage: str) -> int:
-        if stage == "curriculum":
-            c = self.cfg.curriculum
-            return c.rounds * c.iterations_per_round
-        return getattr(self.cfg, stage).iterations
+        return STAGE_TYPES[stage].length(self.cfg)
 
     def run(self, resume: bool = False) -> bool:
         """Train every teacher stage; False when stopped by the control (a checkpoint is saved)."""
