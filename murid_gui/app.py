@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
     if args.screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .platform_check import platform_problem
+
+    problem = platform_problem()  # Qt would abort the process, saying nothing useful
+    if problem is not None:
+        print(f"murid-app: error: {problem}", file=sys.stderr)
+        return 2
     app = make_app()
     from .main_window import MainWindow
     from .theme import apply_theme
