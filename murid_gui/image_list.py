@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
@@ -41,7 +43,8 @@ class ImageList(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.setTextElideMode(Qt.ElideLeft)  # stems differ at their end
+        # A stem's start (Cityscapes: the city) and its end (the frame) both tell images apart.
+        self.table.setTextElideMode(Qt.ElideMiddle)
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_select)
         layout = QVBoxLayout(self)
@@ -49,19 +52,23 @@ class ImageList(QWidget):
         layout.addWidget(self.sort)
         layout.addWidget(self.table, 1)
 
-    def load(self, images: dict[str, dict]) -> None:
+    def load(self, images: dict[str, dict], paths: Mapping[str, str] | None = None) -> None:
+        """One row per stem; `paths` (stem -> image file) become the name cells' tooltips."""
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(images))
+        paths = paths or {}
         for row, (stem, stats) in enumerate(images.items()):
-            self.table.setItem(row, 0, QTableWidgetItem(stem))
+            name = QTableWidgetItem(stem)
+            name.setToolTip(f"{stem}\n{paths[stem]}" if stem in paths else stem)
+            self.table.setItem(row, 0, name)
             for col, key in enumerate(KEYS[1:], start=1):
                 v = stats.get(key)
                 text = "—" if v is None else (f"{v:.0f}" if key == "edited_pixels" else f"{v:.3f}")
                 self.table.setItem(row, col, _Number(v, text))
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(0, min(self.table.columnWidth(0), 150))
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), 240))
         self.table.blockSignals(False)
         self.apply_sort()
 

@@ -102,9 +102,12 @@ class ResultsView(QWidget):
         self.matrix.addItem(self.matrix_item)
         self.matrix.setLabel("left", "ground truth")
         self.matrix.setLabel("bottom", "prediction")
-        ticks = [[(i + 0.5, str(i)) for i in range(len(CLASS_NAMES))]]
-        self.matrix.getAxis("left").setTicks(ticks)
-        self.matrix.getAxis("bottom").setTicks(ticks)
+        # Full names down the side; short ones along the bottom, where 19 must fit side by side.
+        self.matrix.getAxis("left").setTicks([[(i + 0.5, n) for i, n in enumerate(CLASS_NAMES)]])
+        # Two levels: pyqtgraph leaves out the second (odd classes) when the matrix is too narrow.
+        self.matrix.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(SHORT) if i % 2 == 0],
+                                                [(i + 0.5, n) for i, n in enumerate(SHORT) if i % 2]])
+        self.matrix.scene().sigMouseMoved.connect(self._matrix_hover)
         matrix_box = QWidget()
         ml = QVBoxLayout(matrix_box)
         ml.setContentsMargins(0, 0, 0, 0)
@@ -258,6 +261,19 @@ class ResultsView(QWidget):
             legend.addItem(bar, f"{TITLES.get(name, name)} ({_pct(m.get('miou'))})")
             self._bar_items.append(bar)
 
+    def _matrix_hover(self, pos) -> None:
+        """The cell under the mouse, in words: ground truth, prediction, share of the row."""
+        image = self.matrix_item.image
+        if image is None or not self.matrix.sceneBoundingRect().contains(pos):
+            return
+        p = self.matrix_item.mapFromScene(pos)
+        gt, pred = int(np.floor(p.y())), int(np.floor(p.x()))
+        if 0 <= gt < image.shape[0] and 0 <= pred < image.shape[1]:
+            self.matrix.setToolTip(f"ground truth {CLASS_NAMES[gt]} → predicted {CLASS_NAMES[pred]}: "
+                                   f"{100 * image[gt, pred]:.1f}% of its pixels")
+        else:
+            self.matrix.setToolTip("")
+
     def _draw_matrix(self) -> None:
         name = self.matrix_model.currentData()
         models = (self.data or {}).get("models", {})
@@ -268,5 +284,4 @@ class ResultsView(QWidget):
         rows = m.sum(axis=1, keepdims=True)
         norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
         self.matrix_item.setImage(norm.astype(np.float32), autoLevels=False, levels=(0.0, 1.0))
-        self.matrix.setTitle(f"{TITLES.get(name, name)}: ids 0–18 = {', '.join(CLASS_NAMES[:4])}, …",
-                             size="9pt")
+        self.matrix.setTitle(TITLES.get(name, name), size="9pt")

@@ -218,7 +218,7 @@ class ReviewView(QWidget):
         for stem in images:  # the edited-pixel count of the edits as they are now (few files)
             edit = self.project.load_edit(stem) if stem in edited else None
             images[stem]["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
-        self.images.load(images)
+        self.images.load(images, self._images.paths())
         self.status.setText(f"round {r}: portion {self.info['portion']:g}, {len(images)} images, "
                             f"kept {self.info['kept_fraction']:.0%}")
         stems = self.images.stems()

@@ -28,6 +28,13 @@ class TargetImages:
             self._index = {s.stem: i for i, s in enumerate(self._dataset.samples)}
         return self._dataset
 
+    def paths(self) -> dict[str, str]:
+        """stem -> image file (empty when the dataset cannot be opened: it moved)."""
+        try:
+            return {s.stem: str(s.image) for s in self._open().samples}
+        except (UserError, OSError):
+            return {}
+
     def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, str | None]:
         """(RGB image, ground truth or None, a problem or None) at the round's size `shape`."""
         h, w = shape

@@ -33,6 +33,12 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     assert view.matrix_model.currentData() == "student" and view.matrix_item.image is not None
     view.matrix_model.setCurrentIndex(1)  # the teacher's matrix
     assert view.matrix_item.image.shape == (19, 19)
+    # The axes name the classes (not ids 0-18): full names down the side, short ones below.
+    from murid_engine.labels import CLASS_NAMES
+    left = [t for _, t in view.matrix.getAxis("left")._tickLevels[0]]
+    bottom = sorted(sum(view.matrix.getAxis("bottom")._tickLevels, []))
+    assert left == list(CLASS_NAMES) and [t for _, t in bottom[:3]] == ["road", "sidew.", "build."]
+    assert len(bottom) == len(CLASS_NAMES)
     assert view.export_buttons["torchscript"].isEnabled()
     with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
         qtbot.mouseClick(view.export_buttons["torchscript"], Qt.LeftButton)

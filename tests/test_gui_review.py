@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gui_helpers import close_window, copy_of, make_window, trained
@@ -60,6 +62,12 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     review = window.review_view
     info = review.info
     stems = review.images.stems()
+    # Full stems, elided in the middle when narrow, the image file as the tooltip.
+    assert review.images.table.textElideMode() == Qt.ElideMiddle
+    first = review.images.table.item(0, 0)
+    assert first.text() == stems[0] and first.text() in info["images"]
+    tip = first.toolTip().splitlines()
+    assert tip[0] == stems[0] and Path(tip[1]).is_file() and Path(tip[1]).stem.startswith(stems[0])
     by_conf = sorted(info["images"], key=lambda s: info["images"][s]["mean_confidence"])
     assert stems == by_conf  # least confident first
     review.images.sort.setCurrentIndex(1)  # least kept first
