@@ -29,6 +29,48 @@ class _Series:
         self.smooth.append(self._ema / (1 - SMOOTHING ** len(self.raw)))
 
 
+class LossHistory:
+    """Every named loss's series on one step axis (stages follow one another); no Qt.
+
+    Built from metrics.jsonl off the GUI thread (a long run has tens of thousands of records),
+    then handed to the plot, which appends the live losses to it.
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[str, _Series] = {}
+        self.stage: str | None = None
+        self.offset = 0  # global step of the current stage's iteration 0
+        self.last_step = 0
+
+    @classmethod
+    def from_records(cls, records: list[dict]) -> LossHistory:
+        """The loss records of metrics.jsonl ({'kind': 'losses', 'stage', 'iteration', 'time_s', ...})."""
+        history = cls()
+        for r in records:
+            if r.get("kind") != "losses":
+                continue
+            values = {k: v for k, v in r.items()
+                      if k not in ("kind", "stage", "iteration", "round", "time_s")
+                      and isinstance(v, (int, float))}
+            history.add(r["stage"], int(r.get("iteration", 0)), float(r.get("time_s") or 0.0), values)
+        return history
+
+    def add(self, stage: str, iteration: int, t: float, values: dict[str, float]) -> set[str]:
+        if stage != self.stage:
+            self.stage = stage
+            self.offset = self.last_step  # stages follow one another on one axis
+        step = self.offset + iteration
+        self.last_step = max(self.last_step, step)
+        for name, v in values.items():
+            if name not in self.series:
+                self.series[name] = _Series()
+            self.series[name].add(step, t, float(v))
+        return set(values)
+
+    def last_time(self) -> float:
+        return max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
+
+
 class LossPlot(QWidget):
     """Append losses as they come (``add``); the history of a project loads from its metrics."""
 
@@ -37,6 +79,9 @@ class LossPlot(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setLabel("left", "loss")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
+        # A long run's tens of thousands of points: draw what the pixels can show (peaks kept).
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.x_axis = QComboBox()
         self.x_axis.addItems(["iterations", "time (s)"])
@@ -61,31 +106,30 @@ class LossPlot(QWidget):
     def clear(self) -> None:
         self.plot.clear()
         self.legend.clear()
-        self.series: dict[str, _Series] = {}
+        self.history = LossHistory()
         self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
-        self._stage: str | None = None
-        self._offset = 0  # global step of the current stage's iteration 0
-        self._last_step = 0
         self._time_base = 0.0  # seconds of history before this session's live job
         self._t0 = time.monotonic()
         self._redraw_all()
 
     # ------------------------------------------------------------------ input
+    @property
+    def series(self) -> dict[str, _Series]:
+        return self.history.series
+
     def load_history(self, records: list[dict]) -> None:
-        """Loss records of metrics.jsonl ({'kind': 'losses', 'stage', 'iteration', 'time_s', ...})."""
-        for r in records:
-            if r.get("kind") != "losses":
-                continue
-            values = {k: v for k, v in r.items()
-                      if k not in ("kind", "stage", "iteration", "round", "time_s")
-                      and isinstance(v, (int, float))}
-            self._add(r["stage"], int(r.get("iteration", 0)), float(r.get("time_s") or 0.0), values)
-        self._time_base = max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
+        """Loss records of metrics.jsonl (parsed here; see set_history for a parsed one)."""
+        self.set_history(LossHistory.from_records(records))
+
+    def set_history(self, history: LossHistory) -> None:
+        """Show a history built off the GUI thread; live losses are appended to it."""
+        self.history = history
+        self._time_base = history.last_time()
         self._redraw_all()
 
     def start_live(self) -> None:
         """A job begins: live times continue after the history's last time."""
-        self._time_base = max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
+        self._time_base = self.history.last_time()
         self._t0 = time.monotonic()
 
     def add_batch(self, events: list) -> None:
@@ -98,16 +142,7 @@ class LossPlot(QWidget):
             self._redraw(name)
 
     def _add(self, stage: str, iteration: int, t: float, values: dict[str, float]) -> set[str]:
-        if stage != self._stage:
-            self._stage = stage
-            self._offset = self._last_step  # stages follow one another on one axis
-        step = self._offset + iteration
-        self._last_step = max(self._last_step, step)
-        for name, v in values.items():
-            if name not in self.series:
-                self.series[name] = _Series()
-            self.series[name].add(step, t, float(v))
-        return set(values)
+        return self.history.add(stage, iteration, t, values)
 
     # ------------------------------------------------------------------ drawing
     def _curve(self, name: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:

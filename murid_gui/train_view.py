@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -15,10 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from murid_engine.jobs import EvaluationResult, Message, Progress, RoundReady, StageFinished, StageStarted
+from murid_engine.jobs import (EvaluationResult, Message, Preview, Progress, RoundReady, StageFinished,
+                               StageStarted)
 
-from .loss_plot import LossPlot
+from .loss_plot import LossHistory, LossPlot
 from .preview_strip_view import PreviewStripView
+from .reader import Reader
 from .round_data import round_preview
 
 
@@ -31,6 +35,22 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m:02d}:{s:02d}"
 
 
+@dataclass
+class TrainHistory:
+    """What the Train view shows of a project before (or without) a live run; read off the GUI thread."""
+    losses: LossHistory
+    evals: list[dict]  # the 'eval' records with a score, in order
+    preview: Preview | None  # the latest round's pseudo-labels
+
+
+def read_history(project) -> TrainHistory:
+    records = project.read_metrics()
+    evals = [r for r in records if r.get("kind") == "eval" and r.get("miou") is not None]
+    r = project.latest_round()
+    preview = round_preview(project, r) if r is not None else None
+    return TrainHistory(LossHistory.from_records(records), evals, preview)
+
+
 class TrainView(QWidget):
     """Shows the job's events; its buttons ask the main window to start, pause, resume or stop."""
 
@@ -39,8 +59,10 @@ class TrainView(QWidget):
     resume_requested = Signal()
     stop_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, reader: Reader | None = None) -> None:
         super().__init__(parent)
+        self.reader = reader or Reader(self)
+        self.history_pending = False
         self.title = QLabel("No project open")
         self.title.setMinimumWidth(50)
         self.start_button = QPushButton("▶ Start training")
@@ -94,20 +116,31 @@ class TrainView(QWidget):
         self.title.setText(f"<b>{project.root.name}</b> — {project.root}")
         self.losses.clear()
         self.previews.clear()
-        records = project.read_metrics()
-        self.losses.load_history(records)
-        evals = [r for r in records if r.get("kind") == "eval" and r.get("miou") is not None]
         self.log.clear()
-        for e in evals:
+        self.score_label.setText("")
+        self.start_button.setText("▶ Continue training" if project.latest_checkpoint() else "▶ Start training")
+        # metrics.jsonl of a long run has tens of thousands of rows: read on the reader thread.
+        self.history_pending = True
+        self.append_log("reading the training history …")
+        self.reader.read("history", lambda: read_history(project), self._show_history,
+                         lambda message: self._history_failed(project, message))
+
+    def _show_history(self, history: TrainHistory) -> None:
+        self.history_pending = False
+        self.log.clear()
+        self.losses.set_history(history.losses)
+        for e in history.evals:
             where = f"{e['stage']}" + (f" round {e['round']}" if e.get("round") else "")
             self.append_log(f"{where}: {e['model']} target-val mIoU {100 * e['miou']:.2f}")
-        if evals:
-            last = evals[-1]
+        if history.evals:
+            last = history.evals[-1]
             self.score_label.setText(f"last target-val mIoU ({last['model']}): {100 * last['miou']:.1f}")
-        self.start_button.setText("▶ Continue training" if project.latest_checkpoint() else "▶ Start training")
-        r = project.latest_round()
-        if r is not None and (preview := round_preview(project, r)) is not None:
-            self.previews.add(preview)  # until training runs: the latest round's labels
+        if history.preview is not None and not self.previews.history:
+            self.previews.add(history.preview)  # until training runs: the latest round's labels
+
+    def _history_failed(self, project, message: str) -> None:
+        self.history_pending = False
+        self.append_log(f"could not read the training history of {project.root}: {message}")
 
     def set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -124,6 +157,9 @@ class TrainView(QWidget):
         (self.resume_requested if self.paused else self.pause_requested).emit()
 
     def job_started(self) -> None:
+        if self.history_pending:  # it would replace the live curves: they start afresh instead
+            self.reader.cancel("history")
+            self.history_pending = False
         self.losses.start_live()
         self.append_log("training started")
 

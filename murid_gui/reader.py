@@ -1,0 +1,86 @@
+"""Reads off the GUI thread: a project's files arrive as a signal, the views show a placeholder meanwhile.
+
+The worker thread (worker.py) runs one engine job at a time, and training holds it for hours, so
+the reads a view needs when a project opens (metrics.jsonl, a round's first image) go to this
+small reader thread instead. Each read has a key; a newer read of the same key (another project
+opened, another image chosen) makes the older one's result stale, and a stale result is dropped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+
+class Reader(QObject):
+    _done = Signal(str, int, object, str)  # key, token, result, error ('' when none)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._tokens: dict[str, int] = {}
+        self._callbacks: dict[tuple[str, int], tuple[Callable, Callable | None]] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._done.connect(self._deliver)  # queued: emitted on the reader thread
+        self._thread = threading.Thread(target=self._loop, name="murid-reader", daemon=True)
+        self._thread.start()
+
+    def read(self, key: str, fn: Callable[[], Any], done: Callable[[Any], None],
+             failed: Callable[[str], None] | None = None) -> None:
+        """Run fn() on the reader thread; done(result) (or failed(message)) follows on the GUI thread."""
+        token = self._tokens.get(key, 0) + 1
+        self._tokens[key] = token
+        self._callbacks[(key, token)] = (done, failed)
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((key, token, fn))
+
+    def cancel(self, key: str) -> None:
+        """Drop the result of the read of `key` in flight (the view moved on)."""
+        self._tokens[key] = self._tokens.get(key, 0) + 1
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until every queued read has run (screenshots, tests); their results still queue."""
+        return self._idle.wait(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            key, token, fn = self._queue.get()
+            if key is None:
+                return
+            result, error = None, ""
+            if self._tokens.get(key) == token:  # not already stale: worth reading
+                try:
+                    result = fn()
+                except Exception as exc:  # noqa: BLE001 - shown to the user, the reader goes on
+                    error = f"{exc}" or type(exc).__name__
+                    if not isinstance(exc, (OSError, ValueError)):
+                        error += "\n" + traceback.format_exc()
+            self._done.emit(key, token, result, error)
+            with self._lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.set()
+
+    def _deliver(self, key: str, token: int, result: Any, error: str) -> None:
+        done, failed = self._callbacks.pop((key, token), (None, None))
+        if done is None or self._tokens.get(key) != token:
+            return  # stale: a newer read of the same key is on its way
+        if error:
+            if failed is not None:
+                failed(error.splitlines()[0])
+        else:
+            done(result)
+
+    def shutdown(self) -> None:
+        self._queue.put((None, 0, None))
+        self._thread.join(timeout=5)

@@ -1,0 +1,71 @@
+"""Opening a project reads its files off the GUI thread: a 50,000-row metrics.jsonl does not stall it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from gui_helpers import close_window, make_window
+
+from murid_engine import usecases
+from murid_engine.project import Project
+from murid_gui.bench import StallMonitor
+
+ROWS = 50_000
+
+
+def _long_run(folder):
+    project = usecases.create_project(folder, "synthcity:/nowhere", "synthcity:/nowhere", "smoke")
+    lines = [json.dumps({"kind": "losses", "stage": "adapt", "iteration": i, "time_s": i * 0.1,
+                         "total": 1.0 / (1 + i), "seg": 0.5, "kl": 0.25}) for i in range(1, ROWS + 1)]
+    lines.append(json.dumps({"kind": "eval", "stage": "adapt", "model": "teacher", "miou": 0.4321}))
+    project.metrics_file.write_text("\n".join(lines) + "\n")
+    return project
+
+
+def test_metrics_are_read_off_the_gui_thread_and_arrive(qtbot, tmp_path, monkeypatch):
+    project = _long_run(tmp_path / "p")
+    readers = []
+    real = Project.read_metrics
+    monkeypatch.setattr(Project, "read_metrics",
+                        lambda self: (readers.append(threading.current_thread()), real(self))[1])
+    window = make_window(qtbot, tmp_path)
+    view = window.train_view
+    cpu = {}  # the GUI thread's own CPU time in each step (load on the machine does not count)
+    shown = view._show_history
+
+    def timed_show(history):
+        t = time.thread_time()
+        shown(history)
+        cpu["show"] = time.thread_time() - t
+    monkeypatch.setattr(view, "_show_history", timed_show)
+    monitor = StallMonitor()
+    monitor.start()
+    t = time.thread_time()
+    assert window.open_project(project.root)
+    cpu["open"] = time.thread_time() - t
+    assert view.history_pending and "reading the training history" in view.log.toPlainText()
+    qtbot.waitUntil(lambda: not view.history_pending, timeout=60000)
+    qtbot.wait(100)  # the curves' first paint
+    monitor.stop()
+    assert readers and all(r is not threading.main_thread() for r in readers)
+    assert len(view.losses.series["total"].step) == ROWS and set(view.losses.series) == {"total", "seg", "kl"}
+    assert "43.2" in view.score_label.text()
+    print(f"GUI thread CPU ms: open {1000 * cpu['open']:.1f}, show {1000 * cpu['show']:.1f}; "
+          f"event-loop stalls {monitor.summary()}")
+    assert cpu["open"] < 0.05 and cpu["show"] < 0.05
+    close_window(window)
+
+
+def test_a_newer_project_makes_the_older_read_stale(qtbot, tmp_path):
+    first = _long_run(tmp_path / "first")
+    second = usecases.create_project(tmp_path / "second", "synthcity:/d", "synthcity:/d", "smoke")
+    window = make_window(qtbot, tmp_path)
+    view = window.train_view
+    assert window.open_project(first.root) and window.open_project(second.root)
+    qtbot.waitUntil(lambda: not view.history_pending, timeout=60000)
+    view.reader.wait_idle()
+    qtbot.wait(50)
+    assert view.losses.series == {}  # the first project's 50,000 rows never reached the view
+    close_window(window)
