@@ -175,3 +175,21 @@ def evaluate_project(project: Project, names: Sequence[str] | None = None, spec:
         sink(EvaluationResult(m.name, m.to_json()))
     sink(StageFinished("evaluate"))
     return Evaluation(comparison, report)
+
+
+# ---------------------------------------------------------------------------- predictions
+COLOR_SUFFIX = "_color"  # <stem>_color.png: the prediction in the Cityscapes palette
+
+
+def prediction_names(stem: str, color: bool) -> list[str]:
+    return [f"{stem}.png", f"{stem}{COLOR_SUFFIX}.png"] if color else [f"{stem}.png"]
+
+
+def save_prediction(output: Path, stem: str, pred: Any, color: bool) -> None:
+    """`<stem>.png` of train ids (what `murid evaluate --pred` scores), and `<stem>_color.png`."""
+    from murid_engine.imageio import write_grey_png, write_train_id_color_png
+
+    labels_name, *color_name = prediction_names(stem, color)
+    write_grey_png(Path(output) / labels_name, pred)
+    if color_name:
+        write_train_id_color_png(Path(output) / color_name[0], pred)

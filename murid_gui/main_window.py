@@ -21,10 +21,11 @@ from .results_view import ResultsView
 from .review_view import ReviewView
 from .start_view import RecentProjects, StartView
 from .theme import apply_theme, current_theme, restyle_plots
+from .predict_view import PredictView
 from .train_view import TrainView
 from .worker import JobRunner
 
-VIEWS = ("start", "train", "review", "results")
+VIEWS = ("start", "train", "review", "results", "predict")
 
 
 class MainWindow(QMainWindow):
@@ -44,9 +45,11 @@ class MainWindow(QMainWindow):
         self.train_view = TrainView()
         self.review_view = ReviewView(self.runner)
         self.results_view = ResultsView(self.runner)
+        self.predict_view = PredictView(self.runner)
         self.tabs = QTabWidget()
         for view, name in ((self.start_view, "Start"), (self.train_view, "Train"),
-                           (self.review_view, "Review"), (self.results_view, "Distil && evaluate")):
+                           (self.review_view, "Review"), (self.results_view, "Distil && evaluate"),
+                           (self.predict_view, "Predict")):
             self.tabs.addTab(view, name)
         self.setCentralWidget(self.tabs)
         self.tabs.currentChanged.connect(self._on_tab)
@@ -115,6 +118,7 @@ class MainWindow(QMainWindow):
             project = Project.open(Path(folder))
             self.project = project
             self.train_view.set_project(project)
+            self.predict_view.set_project(project)
             self.review_view.set_project(project)
             self.results_view.set_project(project)
         except (UserError, OSError, ValueError) as exc:
@@ -205,6 +209,7 @@ class MainWindow(QMainWindow):
         self.start_view.set_busy(busy)
         self.results_view.set_busy(busy)
         self.review_view.set_busy(busy)
+        self.predict_view.set_busy(busy)
         if busy:
             self.status_label.setText(f"running: {self.runner.current}")
 
@@ -220,7 +225,7 @@ class MainWindow(QMainWindow):
         self._dialog = box
 
     def _set_project_views_enabled(self, enabled: bool) -> None:
-        for i in (1, 2, 3):
+        for i in (1, 2, 3, 4):
             self.tabs.setTabEnabled(i, enabled)
 
     def _on_tab(self, index: int) -> None:

@@ -7,11 +7,13 @@ chooses what to call with the project's settings (the same choices as the `murid
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from murid_engine import usecases
-from murid_engine.jobs import Control, Message, RoundReady, StageFinished, StageStarted
+from murid_engine.errors import UserError
+from murid_engine.jobs import Control, Message, Progress, RoundReady, StageFinished, StageStarted
 from murid_engine.project import Project
 
 
@@ -130,4 +132,67 @@ def export_job(folder: Path, fmt: str, out: Path | None = None):
                                 loaded.config.data.target_size)
         sink(StageFinished(f"export {fmt}"))
         return result.to_json()
+    return job
+
+
+@dataclass
+class Prediction:
+    """One image as the Predict view shows it: RGB, train ids and confidence at its own size."""
+    stem: str
+    path: Path
+    rgb: Any  # uint8 H×W×3
+    pred: Any  # uint8 H×W train ids
+    conf: Any  # float32 H×W, the winning class's probability
+
+
+def predict_job(folder: Path, which: str, source: Path | list[Path]):
+    """Segment a folder of images (or a list of image files) with the project's model."""
+    def job(sink, control: Control) -> list[Prediction] | None:
+        from murid_engine.devices import resolve_device
+        from murid_engine.imageio import list_images, read_rgb
+        from murid_engine.inference import predict_image
+        from murid_engine.model_store import project_model
+
+        project = Project.open(folder)
+        if isinstance(source, list):
+            files = [Path(f) for f in source]
+        elif Path(source).is_dir():
+            files = list_images(Path(source))
+        else:
+            raise UserError(f"{source} is not a folder of images")
+        if not files:
+            raise UserError(f"no images in {source} (looked for .png, .jpg, .jpeg, .bmp, .tif, .webp)")
+        loaded = project_model(project, which)
+        device = resolve_device(project.config.device)
+        model = loaded.model.to(device)
+        stage = f"predict ({which})"
+        sink(StageStarted(stage))
+        out = []
+        for i, path in enumerate(files):
+            if control.checkpoint():  # checked per image: a cancel is obeyed within one image
+                return None
+            rgb = read_rgb(path)
+            pred, conf = predict_image(model, rgb, loaded.config.data.target_size, device)
+            out.append(Prediction(path.stem, path, rgb, pred, conf))
+            sink(Progress(stage, i + 1, len(files)))
+        sink(StageFinished(stage))
+        return out
+    return job
+
+
+def save_masks_job(predictions: list[Prediction], output: Path):
+    """Write the predictions as `murid predict --color` does (train-id PNGs and _color.png)."""
+    def job(sink, control: Control) -> dict[str, Any]:
+        out = Path(output)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for i, p in enumerate(predictions):
+                if (out / f"{p.stem}.png").resolve() == Path(p.path).resolve():
+                    raise UserError(f"writing {out / p.stem}.png would overwrite the input image; "
+                                    "choose another folder")
+                usecases.save_prediction(out, p.stem, p.pred, color=True)
+                sink(Progress("save masks", i + 1, len(predictions)))
+        except OSError as exc:
+            raise UserError(f"cannot write to {exc.filename or out}: {exc.strerror or exc}") from None
+        return {"count": len(predictions), "output": str(out)}
     return job

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from murid_engine.data import KINDS, Dataset, Sample, open_dataset, resolve_split
 from murid_engine.errors import UserError
-from murid_engine.imageio import list_images, write_grey_png, write_train_id_color_png
+from murid_engine.imageio import list_images
+from murid_engine.usecases import prediction_names, save_prediction
 
 DEFAULT_SPLIT = "val"  # the same default as `murid evaluate`, so their outputs line up
-COLOR_SUFFIX = "_color"
 
 
 def device_option(text: str) -> str:
@@ -73,8 +73,7 @@ def open_input(spec: str, split: str | None) -> Dataset:
     return dataset
 
 
-def output_names(stem: str, color: bool) -> list[str]:
-    return [f"{stem}.png", f"{stem}{COLOR_SUFFIX}.png"] if color else [f"{stem}.png"]
+output_names = prediction_names  # the files save_prediction writes
 
 
 def check_outputs(dataset: Dataset, output: Path, color: bool) -> None:
@@ -119,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
         for stem, pred, _ in predict_dataset(model, dataset, size, desc=f"predict ({loaded.name})",
                                              device=device):
-            labels_name, *color_name = output_names(stem, args.color)
-            write_grey_png(args.output / labels_name, pred)
-            if color_name:
-                write_train_id_color_png(args.output / color_name[0], pred)
+            save_prediction(args.output, stem, pred, args.color)
             count += 1
     except OSError as exc:  # a read-only or full disk, a parent that is a file
         raise UserError(f"cannot write to {exc.filename or args.output}: {exc.strerror or exc}") from None
