@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from murid_engine.errors import UserError
-from murid_engine.synthcity import SynthConfig, generate
+from murid_engine.synthcity import SHIFTS, SynthConfig, generate
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -30,6 +30,12 @@ def register(sub) -> None:
                    help=f"image size ({d.width}x{d.height})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    # Not argparse choices: a bad value should be our one sentence, like every other bad option.
+    p.add_argument("--shift", default=d.shift, metavar="|".join(SHIFTS),
+                   help=f"how the domains differ ({d.shift}; hard: per-class appearance, rig, "
+                        "density and sensor shift that BatchNorm statistics cannot remove)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier SynthCity folder (its generated files are removed first)")
     p.set_defaults(run=run)
 
 
@@ -37,9 +43,9 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be 1 or more, not {args.workers}")
     cfg = SynthConfig(n_source=args.n_source, n_target=args.n_target, n_val=args.n_val,
-                      width=args.size[0], height=args.size[1], seed=args.seed)
-    generate(args.out, cfg, workers=args.workers)
-    print(f"SynthCity written to {args.out}: {cfg.n_source} source images (gta5 layout in "
+                      width=args.size[0], height=args.size[1], seed=args.seed, shift=args.shift)
+    generate(args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+    print(f"SynthCity ({cfg.shift} shift) written to {args.out}: {cfg.n_source} source images (gta5 layout in "
           f"{args.out / 'source'}), {cfg.n_target} target train and {cfg.n_val} target val images "
           f"(cityscapes layout in {args.out / 'target'})")
     return 0

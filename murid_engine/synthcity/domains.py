@@ -35,6 +35,25 @@ class Photometric:
     blur_sigma: tuple[float, float]  # Gaussian blur in pixels (0 = sharp render)
     noise_sigma: tuple[float, float]  # sensor noise, grey levels
     vignette: float  # darkening of the corners
+    jpeg_quality: tuple[int, int] | None = None  # JPEG-like compression, sampled (None = lossless)
+
+
+@dataclass(frozen=True)
+class Texture:
+    """A surface pattern of one class, multiplied into its colour (screen space, random phase)."""
+    family: str  # one of textures.FAMILIES: grain, stripes, checker, blotches
+    amplitude: float  # fraction of the colour
+    period: float = 6.0  # pixels (cell size for grain and blotches)
+    angle: float = 0.0  # degrees, for stripes
+
+
+@dataclass(frozen=True)
+class Rig:
+    """How the camera is mounted: what of the car and the lens shows in the frame (void labels)."""
+    hood: tuple[float, float] = (0.0, 0.0)  # ego-vehicle hood height, fraction of the image
+    hood_color: RGB = (40, 42, 48)
+    border: float = 0.0  # rectification border, fraction of each side (curved inner edge)
+    roll_deg: float = 0.0  # camera roll, sampled in +-roll_deg
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,9 @@ class DomainStyle:
     photometric: Photometric
     lane_marking: RGB = (235, 235, 235)
     extra: dict[str, float] = field(default_factory=dict)
+    # Per-class surface patterns on top of the grain (empty: grain only, the standard look).
+    textures: dict[int, Texture] = field(default_factory=dict)
+    rig: Rig | None = None  # None: a bare camera, every pixel labelled
 
 
 SOURCE = DomainStyle(

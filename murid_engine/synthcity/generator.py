@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -13,12 +14,14 @@ import numpy as np
 
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, write_grey_png, write_palette_png, write_rgb
-from murid_engine.labels import LABELS, TRAIN_ID_TO_LABEL_ID
+from murid_engine.labels import IGNORE, LABELS, TRAIN_ID_TO_LABEL_ID
 from murid_engine.progress import progress
 
-from .domains import DOMAINS
 from .photometric import apply_camera
+from .rig import apply_rig
 from .scene import render_scene
+from .shifts import get_shift
+from .textures import apply_textures
 
 # Target cities: two for training, one held out for validation, as Cityscapes splits by city.
 TRAIN_CITIES = ("northgate", "riverside")
@@ -37,6 +40,7 @@ class SynthConfig:
     width: int = 256
     height: int = 128
     seed: int = 0
+    shift: str = "standard"  # a name in shifts.SHIFTS
 
     def validate(self) -> "SynthConfig":
         for name in ("n_source", "n_target", "n_val"):
@@ -46,14 +50,22 @@ class SynthConfig:
             raise UserError("nothing to generate: all image counts are 0")
         if not (32 <= self.width <= 4096 and 32 <= self.height <= 4096):
             raise UserError(f"size {self.width}x{self.height} is outside 32..4096 pixels per side")
+        get_shift(self.shift)
         return self
 
 
 def render_image(domain: str, split: str, index: int, cfg: SynthConfig):
-    """(RGB uint8, train ids uint8) of one image; the same arguments always give the same image."""
+    """(RGB uint8, train ids uint8) of one image; the same arguments always give the same image.
+    Void pixels (a hard target's hood and rectification border) have train id 255."""
     rng = np.random.default_rng([cfg.seed, _SPLIT_CODE[split], index])
-    style = DOMAINS[domain]
+    style = get_shift(cfg.shift).style(domain)
     render, label = render_scene(style, rng, cfg.width, cfg.height)
+    # The standard styles have no textures and no rig, so they draw nothing more from rng and
+    # render exactly what they did before shifts existed.
+    if style.textures:
+        render = apply_textures(render, label, style.textures, rng)
+    if style.rig is not None:
+        render, label = apply_rig(render, label, style.rig, rng)
     return apply_camera(render, label, style.photometric, rng), label
 
 
@@ -74,6 +86,7 @@ def _write_one(job_and_cfg) -> None:
     (domain, split, index, image_path, label_path), cfg = job_and_cfg
     rgb, train_ids = render_image(domain, split, index, cfg)
     label_ids = TRAIN_ID_TO_LABEL_ID[train_ids]
+    label_ids[train_ids == IGNORE] = 0  # "unlabeled" (hood, rectification border)
     write_rgb(image_path, rgb)
     if domain == "source":  # GTA5 stores label ids as the indices of a palette PNG
         write_palette_png(label_path, label_ids, _LABEL_ID_COLORS)
@@ -81,14 +94,35 @@ def _write_one(job_and_cfg) -> None:
         write_grey_png(label_path, label_ids)
 
 
-def generate(out: Path, cfg: SynthConfig, workers: int | None = None) -> dict:
-    """Write the benchmark into `out` (created if needed); returns the metadata written."""
+# What `generate` writes: removed before an earlier SynthCity folder is written again, so that no
+# image of a larger earlier run stays beside a manifest that no longer counts it.
+GENERATED = ("synthcity.json", "source/images", "source/labels", "target/leftImg8bit", "target/gtFine")
+
+
+def remove_generated(out: Path) -> None:
+    for name in GENERATED:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = True) -> dict:
+    """Write the benchmark into `out` (created if needed); returns the metadata written.
+    An earlier SynthCity folder is cleared of its generated files first, or, with
+    overwrite=False, refused (as `murid synth` does without --overwrite)."""
     cfg.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "synthcity.json").exists():
-        raise UserError(f"{out} is not empty and is not a SynthCity folder; choose a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "synthcity.json").exists():
+            raise UserError(f"{out} is not empty and is not a SynthCity folder; choose a new folder")
+        if not overwrite:
+            raise UserError(f"{out} already holds a SynthCity benchmark; choose a new folder or "
+                            f"pass --overwrite to replace it")
+        remove_generated(out)
     jobs = [(job, cfg) for job in _jobs(cfg, out)]
     workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
     if workers > 1:
@@ -99,6 +133,7 @@ def generate(out: Path, cfg: SynthConfig, workers: int | None = None) -> dict:
         for job in progress(jobs, "synth"):
             _write_one(job)
     meta = {"generator": "synthcity", "version": 1, **asdict(cfg),
+            "shift_summary": get_shift(cfg.shift).summary,
             "source": "source (gta5 layout)", "target": "target (cityscapes layout)",
             "train_cities": list(TRAIN_CITIES), "val_cities": list(VAL_CITIES)}
     atomic_write_bytes(out / "synthcity.json", (json.dumps(meta, indent=2) + "\n").encode())

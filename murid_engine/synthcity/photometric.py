@@ -58,4 +58,9 @@ def apply_camera(render: np.ndarray, label: np.ndarray, look: Photometric,
     if sigma > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     img += rng.normal(0.0, rng.uniform(*look.noise_sigma), img.shape).astype(np.float32)
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    if look.jpeg_quality is not None:  # block artefacts and chroma loss, as in a dashcam video
+        quality = int(rng.integers(look.jpeg_quality[0], look.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return out
