@@ -28,6 +28,10 @@ def register(sub) -> None:
     gap.add_argument("--data", type=Path, help="a SynthCity folder (default: generate one, seed 0)")
     gap.add_argument("--iterations", type=int, default=2000, help="training iterations per run (2000)")
     gap.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
+    gap.add_argument("--runs", default="source-only,adabn,oracle",
+                     help="comma-separated subset of source-only,adabn,oracle (all)")
+    gap.add_argument("--shift", default="standard",
+                     help="SynthCity shift of the generated folder when --data is not given (standard)")
     gap.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     gap.set_defaults(run=run_gap_cmd)
     register_speed(which)
@@ -40,12 +44,16 @@ def run_gap_cmd(args) -> int:
 
     if args.iterations < 1:
         raise UserError(f"--iterations must be 1 or more, not {args.iterations}")
-    cfg = GapConfig(iterations=args.iterations, threads=args.threads)
+    runs = tuple(r.strip() for r in args.runs.split(",") if r.strip())
+    unknown = [r for r in runs if r not in ("source-only", "adabn", "oracle")]
+    if unknown or not runs:
+        raise UserError(f"--runs '{args.runs}' must list some of source-only, adabn, oracle")
+    cfg = GapConfig(iterations=args.iterations, threads=args.threads, runs=runs)
     with tempfile.TemporaryDirectory(prefix="murid-synth-") as tmp:
         data = args.data
         if data is None:
             data = Path(tmp) / "synthcity"
-            generate(data, SynthConfig())
+            generate(data, SynthConfig(shift=args.shift))
         elif not (data / "synthcity.json").is_file():
             raise UserError(f"{data} is not a SynthCity folder (no synthcity.json); make one with `murid synth`")
         result = run_gap(data, cfg)
