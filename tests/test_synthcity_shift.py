@@ -131,3 +131,19 @@ def test_synth_refuses_an_earlier_folder_unless_overwrite(tmp_path: Path, capsys
     assert len(list((out / "target" / "leftImg8bit" / "train").rglob("*.png"))) == 2
     assert json.loads((out / "synthcity.json").read_text())["n_source"] == 2
     assert (out / "notes.txt").read_text() == "mine"  # only generated files are removed
+
+
+def test_gap_bench_refuses_an_unknown_run(capsys) -> None:
+    assert main(["bench", "gap", "--runs", "source-only,mixstyle"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--runs 'source-only,mixstyle'" in err and "adabn" in err and "\n" not in err
+
+
+def test_gap_bench_runs_adabn_beside_source_only(tmp_path: Path) -> None:
+    from murid_engine.bench.domain_gap import GapConfig, run_gap
+    data = tmp_path / "h"
+    generate(data, SynthConfig(n_source=3, n_target=2, n_val=2, width=64, height=32, shift="hard"), workers=1)
+    result = run_gap(data, GapConfig(iterations=2, batch_size=2, threads=1, runs=("adabn",)))
+    assert [r["name"] for r in result["runs"]] == ["source-only", "adabn"]
+    assert result["shift"] == "hard"
+    assert "BatchNorm statistics of target train" in result["runs"][1]["trained_on"]
