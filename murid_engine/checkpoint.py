@@ -5,12 +5,17 @@ from elsewhere can hold tensors and plain values but never run code. Everything 
 therefore plain: the config as a dict (`config.to_dict`), RNG states as lists, tensors and a JSON
 string. A file is written whole into memory, then renamed into place (`atomic_write_bytes`), so
 a kill -9 mid-save leaves the previous checkpoint intact.
+
+Resume points (`latest*.pt`) also keep the version they replace beside them as
+`<name>.prev.pt`, so a resume point that a disk damages later still has a good predecessor
+(`readable_checkpoint` and Project.resume_checkpoint fall back to it).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import random
 import zipfile
@@ -29,6 +34,9 @@ from murid_engine.run_config import RunConfig
 
 FORMAT = "murid-checkpoint"
 VERSION = 1  # raise when the layout changes; older versions stay readable
+
+PREVIOUS = ".prev"  # latest.pt's predecessor: latest.prev.pt
+ROLLING_PREFIX = "latest"  # the resume points, whose predecessor is kept
 
 StateDict = dict[str, torch.Tensor]
 # What `weights_only=True` accepts; anything else would make an unloadable checkpoint.
@@ -96,15 +104,59 @@ def save_checkpoint(path: Path, *, config: RunConfig, models: dict[str, nn.Modul
     _check_plain(payload, "checkpoint")
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    path = Path(path)
+    if path.name.startswith(ROLLING_PREFIX):
+        keep_previous(path)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def previous_path(path: Path) -> Path:
+    """checkpoints/latest.pt -> checkpoints/latest.prev.pt"""
+    path = Path(path)
+    return path.with_name(f"{path.stem}{PREVIOUS}{path.suffix}")
+
+
+def _whole(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return False
+
+
+def keep_previous(path: Path) -> None:
+    """Make `path`'s current file its `.prev` version, while `path` itself stays in place.
+
+    A hard link renamed over the old `.prev` file: at every moment both names hold a whole
+    checkpoint (a kill between the steps leaves the old pair). A file that is not even a whole
+    zip is not kept: it would push out a good predecessor.
+    """
+    if not path.is_file() or not _whole(path):
+        return
+    prev = previous_path(path)
+    link = prev.with_name(f".{prev.name}.link.tmp")  # a temp name clean_temp_files knows
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:  # a file system without hard links: keep no predecessor rather than copy
+        return
+    try:
+        os.replace(link, prev)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        raise
 
 
 # ------------------------------------------------------------------------------------ loading
 
 
 def _corrupt(path: Path, why: str) -> UserError:
-    return UserError(f"checkpoint {path} is corrupt or truncated ({why}); "
-                     "use an earlier checkpoint or train again")
+    prev = previous_path(path)
+    if path.name.startswith(ROLLING_PREFIX) and PREVIOUS not in path.stem and prev.is_file():
+        advice = f"--resume continues from the previous one, {prev}"
+    else:
+        advice = "delete it and train again (in a new project folder if it is the project's only checkpoint)"
+    return UserError(f"checkpoint {path} is corrupt or truncated ({why}); {advice}")
 
 
 def _read_payload(path: Path) -> Any:
@@ -134,8 +186,8 @@ def _read_payload(path: Path) -> Any:
         raise
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
-            raise UserError(f"{path} is not a MURID checkpoint (it holds Python objects other than "
-                            "tensors and plain values, which are never loaded, for safety)") from None
+            raise UserError(f"checkpoint {path} was refused for safety: it holds Python objects (code) "
+                            "besides tensors and plain values, and such files are never loaded") from None
         raise _corrupt(path, "its content cannot be unpickled") from None
     except OSError as exc:
         raise UserError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
@@ -181,6 +233,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=path, config=config, stage=payload["stage"], iteration=payload["iteration"],
                       models=payload["models"], optimizer=payload.get("optimizer"), rng=payload.get("rng"),
                       extra=payload["extra"], version=version)
+
+
+def readable_checkpoint(path: Path) -> tuple[Checkpoint | None, UserError | None]:
+    """(the checkpoint, None) when `path` loads, else (None, the one-sentence reason)."""
+    try:
+        return load_checkpoint(path), None
+    except UserError as exc:
+        return None, exc
 
 
 # ---------------------------------------------------------------------------------- RNG state

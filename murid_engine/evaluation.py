@@ -5,6 +5,7 @@ Streams one image at a time: only the running confusion matrix is kept in memory
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -56,12 +57,21 @@ def _check_all_present(pred_dir: Path, samples: list[Sample]) -> None:
         )
 
 
-def evaluate_predictions(pred_dir: Path, gt: Dataset) -> SegmentationScores:
+def _other_aspect(pred_shape: tuple[int, ...], label_shape: tuple[int, ...]) -> bool:
+    """True when a prediction is not a rescaled copy of its label's frame (more than 1% off)."""
+    (ph, pw), (lh, lw) = pred_shape[:2], label_shape[:2]
+    return abs(ph * lw - pw * lh) > 0.01 * lh * pw
+
+
+def evaluate_predictions(pred_dir: Path, gt: Dataset,
+                         warn: Callable[[str], None] | None = None) -> SegmentationScores:
     """Score `<pred_dir>/<stem>.png` (train ids, grey or palette PNG) against `gt`'s labels.
 
     A prediction of another size than its label is resized to the label with nearest neighbour.
     255 in a prediction means "no prediction" and is scored as wrong; other values above 18
-    are refused (the file is not a train-id map).
+    are refused (the file is not a train-id map). `warn` is told once, naming the first file,
+    when predictions have another aspect ratio than their labels (stretched to fit, they score
+    badly for a reason the mIoU does not show).
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.exists():
@@ -79,6 +89,11 @@ def evaluate_predictions(pred_dir: Path, gt: Dataset) -> SegmentationScores:
         path = prediction_path(pred_dir, sample)
         pred = read_index_png(path)
         _check_train_ids(path, pred)
+        if warn is not None and _other_aspect(pred.shape, label.shape):
+            warn(f"{path} is {pred.shape[1]}x{pred.shape[0]} and its label {label.shape[1]}x{label.shape[0]}: "
+                 "another aspect ratio, stretched to the label's size (were the predictions made from "
+                 "other images, or cropped?)")
+            warn = None  # once
         pred = resize_nearest(pred, label.shape)
         acc.add(label, pred)
     return acc.scores()

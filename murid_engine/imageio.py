@@ -35,8 +35,37 @@ def _read_bytes(path: Path) -> np.ndarray:
     return data
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG", ".jpg"), (b"GIF8", "GIF", ".gif"), (b"BM", "BMP", ".bmp"),
+               (b"II*\x00", "TIFF", ".tif"), (b"MM\x00*", "TIFF", ".tif"))
+
+
+def _format_of(head: bytes) -> tuple[str, str] | None:
+    """(format name, usual suffix) of an image file's first bytes, when known."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP", ".webp"
+    for magic, name, suffix in _SIGNATURES:
+        if head.startswith(magic):
+            return name, suffix
+    return None
+
+
+def _check_png_name(path: Path, data: np.ndarray) -> None:
+    """A file named .png that holds another format says so (not 'truncated PNG')."""
+    head = bytes(data[:16])
+    if path.suffix.lower() != ".png" or head.startswith(_PNG_SIGNATURE):
+        return
+    found = _format_of(head)
+    if found is not None:
+        name, suffix = found
+        raise UserError(f"{path} is a {name} file under a .png name; convert it to PNG "
+                        f"(or rename it to {suffix} where {name} is accepted)")
+    # Unknown bytes: the decoder's own "not a readable image" says enough.
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     data = _read_bytes(path)
+    _check_png_name(path, data)
     image = cv2.imdecode(data, flags)
     if image is None:
         raise UserError(f"{path} is not a readable image (corrupt, truncated or not an image)")
@@ -63,7 +92,8 @@ def read_index_png(path: Path) -> np.ndarray:
     Palette (indexed) PNGs must be read as indices: their colours mean nothing to a label map.
     """
     data = _read_bytes(path)  # a clear error for a missing or empty file
-    if bytes(data[:8]) == b"\x89PNG\r\n\x1a\n" and not _png_complete(data):
+    _check_png_name(path, data)
+    if bytes(data[:8]) == _PNG_SIGNATURE and not _png_complete(data):
         # Pillow decodes a PNG cut off after its pixel data without complaint.
         raise UserError(f"{path} is truncated (the PNG has no end marker)")
     try:
@@ -108,16 +138,29 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write to a temporary file in the same folder, then rename: readers never see half a file.
+
+    A failed write (a full disk) removes its temporary file and leaves the old `path` as it was;
+    the OSError names `path` and carries the bytes it needed (`murid_bytes`) for the message.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None or exc.filename == tmp:
+            exc.filename = str(path)
+        exc.murid_bytes = len(data)  # type: ignore[attr-defined]
+        raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import contextmanager
-
 from typing import TYPE_CHECKING
 
+from murid_engine.interrupts import stop_on_interrupt  # noqa: F401  (also imported from here)
 from murid_engine.jobs import Control, EventSink, JobError, NullSink
 from murid_engine.project import Project
 
 if TYPE_CHECKING:
     from murid_engine.distributed import DistContext
-
-
-@contextmanager
-def stop_on_interrupt(control: Control):
-    """Ctrl+C asks the job to stop (it saves a checkpoint first); a second Ctrl+C aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if control.stopped:
-            raise KeyboardInterrupt
-        control.stop()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def run_pipeline(project: Project, sink: EventSink | None = None, control: Control | None = None,

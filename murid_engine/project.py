@@ -2,6 +2,8 @@
 
     project.json              format marker + the RunConfig (dataset references included)
     checkpoints/latest.pt     the resume point; stage-final files beside it (teacher.pt, student.pt)
+    checkpoints/latest.prev.pt  the resume point before the last save: --resume falls back to it
+    .murid.lock               the writer's lock (murid_engine.project_lock): one writer at a time
     metrics.jsonl             one JSON object per line, appended and fsynced
     rounds/round_NN/          pseudo-label round NN (from 1); round.json, written last, marks it done
     edits/<stem>.png          the user's painted labels: 255 = not edited, 254 = painted ignore
@@ -28,6 +30,7 @@ from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE  # the edit-ma
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, read_index_png, write_grey_png
 from murid_engine.labels import CLASS_NAMES
+from murid_engine.project_lock import LOCK_FILE, check_writable
 from murid_engine.run_config import RunConfig
 
 FORMAT = "murid-project"
@@ -45,7 +48,7 @@ EXPORTS_DIR = "exports"
 REPORTS_DIR = "reports"
 
 
-_OS_JUNK = {".DS_Store", "Thumbs.db", "desktop.ini"}  # put in any folder shown: not a sign of use
+_OS_JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", LOCK_FILE}  # put in any folder shown: not a sign of use
 _NAME = re.compile(r"[^./\\][^/\\]*")  # a file name: no separator, not hidden, not '..'
 _ROUND = re.compile(r"round_(\d+)")
 
@@ -54,6 +57,13 @@ def _plain(obj: Any) -> Any:  # json.dumps default: NumPy and 0-d torch scalars 
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"a metrics record cannot hold a {type(obj).__name__}")
+
+
+_UNIQUE_KINDS = ("eval", "round")  # one record per (stage, model, iteration, round)
+
+
+def _record_key(record: dict[str, Any]) -> tuple:
+    return tuple(record.get(k) for k in ("kind", "stage", "model", "iteration", "round"))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -65,6 +75,36 @@ def _safe_name(name: str, what: str) -> str:
     if not _NAME.fullmatch(name):
         raise UserError(f"'{name}' is not a valid {what} name (no '/', '\\' or leading '.')")
     return name
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a --resume continues from; `note` says why it is not latest.pt, if it is not."""
+
+    path: Path
+    checkpoint: Any  # murid_engine.checkpoint.Checkpoint (torch loads only when resuming)
+    note: str | None = None
+
+
+_READABLE: dict[tuple, bool] = {}  # (path, inode, size, mtime) -> the file is a whole zip
+
+
+def _whole_zip(path: Path) -> bool:
+    """A cheap test that a checkpoint file is whole: a zip whose CRCs all match (memoised)."""
+    import zipfile
+
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _READABLE:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                _READABLE[key] = archive.testzip() is None
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+            _READABLE[key] = False
+    return _READABLE[key]
 
 
 @dataclass
@@ -161,12 +201,85 @@ class Project:
         return self.checkpoints_dir / f"{_safe_name(name, 'checkpoint')}.pt"
 
     def checkpoints(self) -> list[str]:
-        """Names of the stored checkpoints."""
-        return sorted(p.stem for p in self.checkpoints_dir.glob("*.pt") if p.is_file())
+        """Names of the stored checkpoints (the kept predecessors, `*.prev`, are not listed)."""
+        return sorted(p.stem for p in self.checkpoints_dir.glob("*.pt")
+                      if p.is_file() and not p.stem.endswith(".prev"))
 
-    def latest_checkpoint(self) -> Path | None:
-        path = self.checkpoint_path(LATEST)
-        return path if path.is_file() else None
+    def latest_checkpoint(self, name: str = LATEST) -> Path | None:
+        """The file a --resume continues from: checkpoints/<name>.pt, or its kept predecessor
+        <name>.prev.pt when <name>.pt is missing or not a whole file (damaged on disk)."""
+        path = self.checkpoint_path(name)
+        prev = self.checkpoint_path(f"{name}.prev")
+        if path.is_file() and (_whole_zip(path) or not prev.is_file() or not _whole_zip(prev)):
+            return path
+        return prev if prev.is_file() else None
+
+    def resume_checkpoint(self, name: str = LATEST) -> ResumePoint | None:
+        """The checkpoint to resume from, loaded: <name>.pt, else (with a one-sentence note saying
+        so) <name>.prev.pt; None when there is neither. When neither loads, <name>.pt's error is
+        raised. The caller rewinds metrics.jsonl to the returned checkpoint's stage and iteration."""
+        from murid_engine.checkpoint import readable_checkpoint
+
+        path, prev = self.checkpoint_path(name), self.checkpoint_path(f"{name}.prev")
+        if not path.is_file() and not prev.is_file():
+            return None
+        error = None
+        if path.is_file():
+            ckpt, error = readable_checkpoint(path)
+            if ckpt is not None:
+                return ResumePoint(path, ckpt)
+        if prev.is_file():
+            ckpt, _ = readable_checkpoint(prev)
+            if ckpt is not None:
+                why = f"is unreadable ({error})" if error is not None else "is missing"
+                return ResumePoint(prev, ckpt, f"{path} {why}; continuing from the previous checkpoint "
+                                               f"{prev.name} ({ckpt.stage} iteration {ckpt.iteration})")
+        if error is not None:
+            raise error
+        from murid_engine.checkpoint import load_checkpoint
+        return ResumePoint(prev, load_checkpoint(prev))  # raises prev's own error
+
+    def resume_note(self, name: str = LATEST) -> str | None:
+        """One sentence when a resume of <name> will use the predecessor file, else None."""
+        path, chosen = self.checkpoint_path(name), self.latest_checkpoint(name)
+        if chosen is None or chosen == path:
+            return None
+        why = "is missing" if not path.is_file() else "is damaged (not a whole checkpoint file)"
+        return f"{path} {why}; continuing from the previous checkpoint {chosen.name}"
+
+    def forget_unsaved_progress(self, stages: tuple[str, ...] | list[str]) -> int:
+        """With no resume point left, the records of `stages` belong to a lost attempt: remove
+        them, so that starting those stages again does not log their iterations twice."""
+        if not self.metrics_file.is_file():
+            return 0
+        wanted = set(stages)
+        return self.rewind_metrics(lambda r: r.get("stage") not in wanted)
+
+    def remove_if_skeleton(self, keep_folder: bool = False) -> bool:
+        """Remove what `create` made when that is all the folder holds (a failed first `train`):
+        project.json, the empty sub-folders, the lock file, an empty metrics.jsonl, the cache;
+        the folder itself too unless `keep_folder` (it existed, empty, before)."""
+        root = self.root
+        if not root.is_dir():
+            return False
+        made = {PROJECT_FILE, CHECKPOINTS_DIR, ROUNDS_DIR, EDITS_DIR, EXPORTS_DIR, REPORTS_DIR, LOCK_FILE,
+                METRICS_FILE, "cache"} | _OS_JUNK
+        for entry in root.iterdir():
+            if entry.name not in made:
+                return False
+            if entry.is_dir() and entry.name != "cache" and any(entry.iterdir()):
+                return False
+            if entry.name == METRICS_FILE and entry.stat().st_size:
+                return False
+        import shutil
+
+        if not keep_folder:
+            shutil.rmtree(root, ignore_errors=True)
+            return not root.exists()
+        for entry in root.iterdir():
+            if entry.name not in _OS_JUNK or entry.name == LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return True
 
     def clean_temp_files(self) -> int:
         """Remove temporary files left by a killed writer; call only while no one else writes."""
@@ -176,7 +289,15 @@ class Project:
         return len(stale)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one record and fsync it, so that a kill -9 loses at most the line being written."""
+        """Append one record and fsync it, so that a kill -9 loses at most the line being written.
+
+        An evaluation or round record replaces an earlier one of the same stage, model, iteration
+        and round: a run resumed from a stage's final checkpoint evaluates that stage again, and
+        one result per point is what the metrics mean."""
+        if record.get("kind") in _UNIQUE_KINDS and self.metrics_file.is_file():
+            key = _record_key(record)
+            if any(_record_key(r) == key for r in self.read_metrics()):
+                self.rewind_metrics(lambda r: _record_key(r) != key)
         line = (json.dumps(record, default=_plain) + "\n").encode("utf-8")  # one write: whole or absent
         with open(self.metrics_file, "ab+") as f:
             end = f.seek(0, os.SEEK_END)
@@ -256,6 +377,7 @@ class Project:
         if edit.ndim != 2 or edit.min(initial=0) < 0 or not allowed.all():
             raise ValueError(f"the edit of '{stem}' must be (H, W) train ids, EDIT_IGNORE or EDIT_NONE")
         path = self.edit_path(stem)
+        check_writable(self.root)  # not while a `murid train` (or another app) writes the project
         if (edit == EDIT_NONE).all():
             path.unlink(missing_ok=True)
         else:
@@ -272,6 +394,7 @@ class Project:
     def save_overrides(self, overrides: Overrides) -> None:
         path = self.edits_dir / OVERRIDES_FILE
         overrides.validate(str(path))
+        check_writable(self.root)
         _write_json(path, {"thresholds": overrides.thresholds, "portion": overrides.portion})
 
     def load_overrides(self) -> Overrides:

@@ -176,7 +176,9 @@ class RunConfig:
     seed: int = 0  # seed of every random generator (torch, numpy, sampling)
     device: str = "auto"  # 'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
-    checkpoint_every: int = 1000  # iterations between checkpoints; 0 = only at the end of each stage
+    # Iterations between checkpoints; 0 = at the end of each stage and on a stop (Ctrl+C, SIGTERM,
+    # SIGHUP, the app's stop) only. A stop saves one whatever this is.
+    checkpoint_every: int = 1000
     preview_every: int = 100  # iterations between live target previews; 0 = none
 
     def validate(self) -> "RunConfig":

@@ -181,7 +181,13 @@ def evaluate_project(project: Project, names: Sequence[str] | None = None, spec:
 COLOR_SUFFIX = "_color"  # <stem>_color.png: the prediction in the Cityscapes palette
 
 
+CITYSCAPES_SUFFIX = "_leftImg8bit"  # dropped: `murid evaluate --gt cityscapes:...` looks for <stem>.png
+
+
 def prediction_names(stem: str, color: bool) -> list[str]:
+    """A Cityscapes-style `<stem>_leftImg8bit` image is written as `<stem>.png`, whichever kind
+    of input it came from (a plain folder included)."""
+    stem = stem.removesuffix(CITYSCAPES_SUFFIX) or stem
     return [f"{stem}.png", f"{stem}{COLOR_SUFFIX}.png"] if color else [f"{stem}.png"]
 
 

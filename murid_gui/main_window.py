@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QP
 from murid_engine.errors import UserError
 from murid_engine.jobs import Message, StageStarted
 from murid_engine.project import Project
+from murid_engine.project_lock import held_by_other
 
 from . import tasks
 from .results_view import ResultsView
@@ -132,6 +133,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"MURID Studio — {project.root.name}")
         self._set_project_views_enabled(True)
         self.status_label.setText(f"opened {project.root}")
+        if (holder := held_by_other(project.root)) is not None:  # edits are refused meanwhile
+            self.status_label.setText(f"opened {project.root} read-only: {holder.describe()} is "
+                                      "writing into it")
         if self.tabs.currentIndex() == 0:
             self.show_view("train")
         return True

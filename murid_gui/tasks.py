@@ -15,6 +15,18 @@ from murid_engine import usecases
 from murid_engine.errors import UserError
 from murid_engine.jobs import Control, Message, Progress, RoundReady, StageFinished, StageStarted
 from murid_engine.project import Project
+from murid_engine.project_lock import lock_project
+
+
+def _locked(folder: Path, what: str, job):
+    """The job, holding the project's writer lock while it runs (refused, in one sentence,
+    while a `murid train` or another app writes the project)."""
+    def locked(sink, control: Control):
+        if not Project.is_project(Path(folder)):
+            return job(sink, control)  # it says what is wrong with the folder
+        with lock_project(Path(folder), f"MURID Studio: {what}"):
+            return job(sink, control)
+    return locked
 
 
 def preload_engine() -> None:
@@ -54,7 +66,7 @@ def train_job(folder: Path):
 
         project = Project.open(folder)
         return run_pipeline(project, sink, control, resume=project.latest_checkpoint() is not None)
-    return job
+    return _locked(folder, "train", job)
 
 
 def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | None = None):
@@ -81,7 +93,7 @@ def pseudo_job(folder: Path, portion: float | None = None):
     """Write the project's next pseudo-label round with its teacher (as `murid pseudo`)."""
     def job(sink, control: Control) -> int:
         return usecases.write_next_round(Project.open(folder), portion, sink=sink).round
-    return job
+    return _locked(folder, "pseudo-label", job)
 
 
 def relabel_job(folder: Path, r: int):
@@ -96,7 +108,7 @@ def relabel_job(folder: Path, r: int):
         sink(RoundReady(r, str(project.round_dir(r)), info["portion"], {"kept_fraction": info["kept_fraction"]}))
         sink(StageFinished(f"relabel round {r}"))
         return r
-    return job
+    return _locked(folder, "relabel", job)
 
 
 def distil_evaluate_job(folder: Path):
@@ -113,7 +125,7 @@ def distil_evaluate_job(folder: Path):
         if control.checkpoint():
             return None
         return usecases.evaluate_project(project, sink=sink).to_json()
-    return job
+    return _locked(folder, "distil and evaluate", job)
 
 
 def export_job(folder: Path, fmt: str, out: Path | None = None):

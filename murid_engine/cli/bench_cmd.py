@@ -11,6 +11,7 @@ from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import CLASS_NAMES
 
+from .bench_faults import register_faults
 from .bench_gui import register_gui
 from .bench_quality import register_quality
 from .bench_speed import parse_size, register_speed
@@ -35,6 +36,7 @@ def register(sub) -> None:
     gap.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     gap.set_defaults(run=run_gap_cmd)
     register_speed(which)
+    register_faults(which)
 
 
 def run_gap_cmd(args) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from murid_engine.config import apply_overrides
 from murid_engine.errors import UserError
 from murid_engine.project import Project
+from murid_engine.project_lock import hold_project_lock
 from murid_engine.usecases import distil, require_teacher
 
 from .progress_sink import TerminalSink
@@ -43,6 +44,7 @@ def prepare(args: argparse.Namespace) -> Project:
     from murid_engine.distill import RESUME, StudentTrainer
 
     project = Project.open(args.project)
+    hold_project_lock(project.root)  # before the config is changed; released when the command returns
     require_teacher(project)
     for item in args.overrides:
         if not item.strip().startswith(CHANGEABLE):

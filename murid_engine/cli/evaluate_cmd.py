@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.pred} {what} (the --pred folder of predictions)")
     _check_json_target(args.json_out)
     gt = open_dataset(args.gt, resolve_split(args.gt, args.split, DEFAULT_SPLIT))
-    scores = evaluate_predictions(args.pred, gt)
+    scores = evaluate_predictions(
+        args.pred, gt, warn=lambda message: print(f"murid evaluate: warning: {message}", file=sys.stderr))
     _report(scores, args.json_out, title=f"{args.pred} vs {gt!r}")
     return 0
 

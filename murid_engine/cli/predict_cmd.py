@@ -6,7 +6,8 @@
 One single-channel PNG of train ids per image, `<stem>.png`, at the input image's own size
 (the network sees the image at the checkpoint's data.target_size, as in training); with
 --color also `<stem>_color.png` in the Cityscapes palette. The PNGs are what
-`murid evaluate --pred DIR --gt KIND:PATH` scores.
+`murid evaluate --pred DIR --gt KIND:PATH` scores. A Cityscapes-style name keeps its stem only:
+`aachen_000000_000019_leftImg8bit.png` gives `aachen_000000_000019.png`, from any kind of input.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def open_input(spec: str, split: str | None) -> Dataset:
     return dataset
 
 
-output_names = prediction_names  # the files save_prediction writes
+output_names = prediction_names  # the files save_prediction writes (no _leftImg8bit)
 
 
 def check_outputs(dataset: Dataset, output: Path, color: bool) -> None:

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from murid_engine.project import Project
+from murid_engine.project_lock import hold_project_lock
 from murid_engine.usecases import check_portion, write_next_round
 
 from .predict_cmd import device_option
@@ -35,7 +36,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_portion(args.portion, "--portion")  # named as the user typed it
-    written = write_next_round(Project.open(args.project), args.portion, args.device)
+    project = Project.open(args.project)
+    hold_project_lock(project.root)  # released when the command returns
+    written = write_next_round(project, args.portion, args.device)
     print(format_round(written.folder, written.info))
     return 0
 

@@ -28,6 +28,7 @@ from murid_engine.run_config import RunConfig
 from murid_engine.usecases import check_can_train, with_datasets
 
 from .progress_sink import TerminalSink
+from .project_writer import TrainWriter
 
 if TYPE_CHECKING:
     from murid_engine.distributed import DistContext
@@ -112,11 +113,16 @@ def _train(args: argparse.Namespace, dist: DistContext) -> int:
     from murid_engine.pipeline import run_pipeline
 
     made: list[Project] = []
-    # Rank 0 alone creates the project (or refuses to); the others open what it made.
-    dist.agree(lambda: made.append(open_or_create(args)))
-    project = made[0] if made else Project.open(args.project)
-    with TerminalSink() if dist.is_main else contextlib.nullcontext() as sink:
-        done = run_pipeline(project, sink, resume=args.resume, dist=dist)
+    writer = TrainWriter(args.project)  # rank 0 alone locks the project and writes into it
+    try:
+        # Rank 0 alone creates the project (or refuses to); the others open what it made.
+        dist.agree(lambda: made.append(writer.open_locked(lambda: open_or_create(args), args.resume)))
+        project = made[0] if made else Project.open(args.project)
+        with TerminalSink() if dist.is_main else contextlib.nullcontext() as sink:
+            done = run_pipeline(project, sink, resume=args.resume, dist=dist)
+    except Exception:
+        writer.remove_failed_skeleton()  # a failed first train leaves no empty project behind
+        raise
     if not dist.is_main:
         return 0 if done else 130
     if not done:
