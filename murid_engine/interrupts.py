@@ -32,6 +32,7 @@ def stop_on_interrupt(control: Control):
         yield
         return
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    _received.clear()  # a new job: an earlier job's signal says nothing about this one
 
     def handler(signum, frame):
         _received.append(signum)

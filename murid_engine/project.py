@@ -306,9 +306,15 @@ class Project:
                 # A line torn by a kill -9 (rare): cut it, or the new record would be glued onto it.
                 f.seek(0)
                 f.truncate(f.read().rfind(b"\n") + 1)
-            f.write(line)  # append mode: always at the end
-            f.flush()
-            os.fsync(f.fileno())
+            end = f.seek(0, os.SEEK_END)
+            try:
+                f.write(line)  # append mode: always at the end
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:  # a full disk: no torn line is left behind
+                f.truncate(end)
+                exc.filename = exc.filename or str(self.metrics_file)
+                raise
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every record, in order; a torn last line (a kill -9 mid-append) is ignored."""

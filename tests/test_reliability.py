@@ -108,6 +108,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_set_the_exit_code() -> None:
             time.sleep(1)
     assert stop_exit_code() == 129
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with stop_on_interrupt(Control()):
+        assert stop_exit_code() == 130  # each job starts afresh
 
 
 def test_sigterm_saves_a_checkpoint_with_checkpoint_every_0(tmp_path: Path) -> None:
@@ -275,3 +277,21 @@ def test_predict_names_cityscapes_style_images_by_their_stem() -> None:
     assert output_names("aachen_000000_000019_leftImg8bit", True) == [
         "aachen_000000_000019.png", "aachen_000000_000019_color.png"]
     assert output_names("photo", False) == ["photo.png"]
+
+
+def test_a_metrics_append_on_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch) -> None:
+    project = Project.create(tmp_path / "p", _config())
+    project.append_metrics({"kind": "losses", "stage": "warmup", "iteration": 10})
+
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as err:
+        project.append_metrics({"kind": "losses", "stage": "warmup", "iteration": 20})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert err.value.filename == str(project.metrics_file)
+    assert project.metrics_file.read_bytes().count(b"\n") == 1
+    assert [r["iteration"] for r in project.read_metrics()] == [10]

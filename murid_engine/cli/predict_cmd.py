@@ -122,7 +122,10 @@ def run(args: argparse.Namespace) -> int:
             save_prediction(args.output, stem, pred, args.color)
             count += 1
     except OSError as exc:  # a read-only or full disk, a parent that is a file
-        raise UserError(f"cannot write to {exc.filename or args.output}: {exc.strerror or exc}") from None
+        from murid_engine.cli import write_error_message  # the free space, when the disk is full
+
+        raise UserError(write_error_message(exc) or
+                        f"cannot write to {exc.filename or args.output}: {exc.strerror or exc}") from None
     print(f"{count} predictions by the {loaded.name} of {loaded.path} written to {args.output}"
           + (" (with _color.png)" if args.color else ""))
     return 0

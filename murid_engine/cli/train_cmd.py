@@ -121,7 +121,8 @@ def _train(args: argparse.Namespace, dist: DistContext) -> int:
         with TerminalSink() if dist.is_main else contextlib.nullcontext() as sink:
             done = run_pipeline(project, sink, resume=args.resume, dist=dist)
     except Exception:
-        writer.remove_failed_skeleton()  # a failed first train leaves no empty project behind
+        if dist.is_main:
+            writer.remove_failed_skeleton()  # a failed first train leaves no empty project behind
         raise
     if not dist.is_main:
         return 0 if done else 130
