@@ -152,8 +152,10 @@ def keep_previous(path: Path) -> None:
 
 def _corrupt(path: Path, why: str) -> UserError:
     prev = previous_path(path)
-    if path.name.startswith(ROLLING_PREFIX) and PREVIOUS not in path.stem and prev.is_file():
+    if path.name == f"{ROLLING_PREFIX}.pt" and prev.is_file():  # Project.latest_checkpoint falls back
         advice = f"--resume continues from the previous one, {prev}"
+    elif path.name.startswith(ROLLING_PREFIX) and PREVIOUS not in path.stem and prev.is_file():
+        advice = f"the previous one is kept: move {prev.name} over {path.name} to resume from it"
     else:
         advice = "delete it and train again (in a new project folder if it is the project's only checkpoint)"
     return UserError(f"checkpoint {path} is corrupt or truncated ({why}); {advice}")

@@ -295,3 +295,17 @@ def test_a_metrics_append_on_a_full_disk_leaves_no_torn_line(tmp_path: Path, mon
     assert err.value.filename == str(project.metrics_file)
     assert project.metrics_file.read_bytes().count(b"\n") == 1
     assert [r["iteration"] for r in project.read_metrics()] == [10]
+
+
+def test_the_distillation_resume_point_keeps_its_predecessor_too(tmp_path: Path) -> None:
+    path = tmp_path / "latest_student.pt"
+    _save(path, 1)
+    _save(path, 2)
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(UserError, match="move latest_student.prev.pt over latest_student.pt"):
+        load_checkpoint(path)
+    teacher = tmp_path / "teacher.pt"  # a stage's final file keeps no predecessor
+    _save(teacher, 1)
+    _save(teacher, 2)
+    assert not previous_path(teacher).exists()
