@@ -6,9 +6,9 @@ per-channel statistics remove."""
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,13 +16,9 @@ from pathlib import Path
 import torch
 
 from murid_engine.data import open_dataset
-from murid_engine.inference import evaluate_model
 from murid_engine.inspection import inspect_dataset
-from murid_engine.labels import CLASS_NAMES
 from murid_engine.models import DeepLabV2, ModelConfig
-from murid_engine.training.adabn import reestimate_batchnorm
-from murid_engine.training.batches import DecodedImages
-from murid_engine.training.supervised import SupervisedConfig, train_supervised
+from murid_engine.run_config import RunConfig
 
 
 @dataclass
@@ -53,32 +49,39 @@ def class_presence(root: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def gap_config(root: Path, cfg: GapConfig) -> RunConfig:
+    """The reference runs' config: `cfg`'s network and budget, the engine's warm-up recipe."""
+    run = RunConfig(model=cfg.model, student_model=cfg.model, seed=cfg.seed, device="cpu",
+                    checkpoint_every=0, preview_every=0)
+    run.data.source = run.data.target = f"synthcity:{root.resolve()}"
+    run.data.batch_size = cfg.batch_size
+    run.warmup.iterations = cfg.iterations
+    return run.validate()
+
+
 def run_gap(root: Path, cfg: GapConfig) -> dict:
+    """Source-only and oracle as the warm-up stage of the one training loop (training/reference.py,
+    on the source and on the target's labels), AdaBN from the source-only network."""
+    from murid_engine.bench.adabn_run import adabn_scores
+    from murid_engine.training.reference import train_reference
+
     torch.set_num_threads(cfg.threads)
-    val = open_dataset(f"synthcity:{root}", "val")
+    run_cfg = gap_config(root, cfg)
     runs = []
-    for name, split in (("source-only", "source"), ("oracle", "train")):
-        if name not in cfg.runs and not (name == "source-only" and "adabn" in cfg.runs):
-            continue
-        data = DecodedImages(open_dataset(f"synthcity:{root}", split), with_labels=True)
-        torch.manual_seed(cfg.seed)
-        model = DeepLabV2(cfg.model.validate())
-        start = time.perf_counter()
-        train_supervised(model, data, SupervisedConfig(iterations=cfg.iterations,
-                                                       batch_size=cfg.batch_size, seed=cfg.seed),
-                         desc=name)
-        scores = evaluate_model(model, val, desc=f"{name} eval")
-        runs.append(GapRun(name, f"synthcity {split}", scores.miou or 0.0,
-                           dict(zip(CLASS_NAMES, scores.iou)), time.perf_counter() - start))
-        if name == "source-only" and "adabn" in cfg.runs:
+    with tempfile.TemporaryDirectory(prefix="murid-gap-") as tmp:
+        for name, which, trained_on in (("source-only", "source_only", "synthcity source"),
+                                        ("oracle", "oracle", "synthcity train")):
+            if name not in cfg.runs and not (name == "source-only" and "adabn" in cfg.runs):
+                continue
             start = time.perf_counter()
-            adapted = copy.deepcopy(model)
-            target = DecodedImages(open_dataset(f"synthcity:{root}", "train"), with_labels=False)
-            reestimate_batchnorm(adapted, target.images, batch_size=cfg.batch_size)
-            scores = evaluate_model(adapted, val, desc="adabn eval")
-            runs.append(GapRun("adabn", "synthcity source, BatchNorm statistics of target train",
-                               scores.miou or 0.0, dict(zip(CLASS_NAMES, scores.iou)),
+            record = train_reference(run_cfg, Path(tmp) / name, which)
+            runs.append(GapRun(name, trained_on, record.miou or 0.0, record.per_class_iou,
                                time.perf_counter() - start))
+            if name == "source-only" and "adabn" in cfg.runs:
+                start = time.perf_counter()
+                adapted = adabn_scores(Path(tmp) / name / "checkpoints" / "source_only.pt", run_cfg, cfg.seed)
+                runs.append(GapRun("adabn", "synthcity source, BatchNorm statistics of target train",
+                                   adapted.miou or 0.0, adapted.per_class_iou, time.perf_counter() - start))
     presence = class_presence(root)
     return {
         "config": asdict(cfg),
