@@ -18,14 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import murid_engine
 from murid_engine.errors import UserError
+from murid_engine.resources import resource_path
 from murid_engine.run_config import RunConfig
 
 T = TypeVar("T")
 
-RESOURCES_DIR = Path(murid_engine.__file__).resolve().parents[1] / "resources"
-PRESETS_DIR = RESOURCES_DIR / "presets"
+PRESETS_DIR = resource_path("presets")
 
 # Scalar types as a user reads them in an error: (singular, plural).
 _NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"),
