@@ -286,7 +286,14 @@ def test_kill_9_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> Non
     assert ckpt.iteration in (logged[-1], logged[-1] + 1)
     torch.manual_seed(0)  # the weights are those of the saved iteration, whole
     assert torch.allclose(ckpt.models["teacher"]["w"], torch.randn(256, 1024) + ckpt.iteration, atol=1e-3)
-    assert project.clean_temp_files() >= 0 and not list(project.root.rglob(".*.tmp"))
+    # Whatever the kill left, plus one planted stale temp file, goes; files not of that pattern stay.
+    killed_left = len(list(project.root.rglob(".*.tmp")))
+    (project.root / "rounds" / ".labels.abc123.tmp").write_bytes(b"torn")
+    keep = [project.root / "reports" / "notes.tmp", project.root / "reports" / ".hidden"]
+    for path in keep:
+        path.write_bytes(b"keep")
+    assert project.clean_temp_files() == killed_left + 1
+    assert not list(project.root.rglob(".*.tmp")) and all(p.is_file() for p in keep)
 
 
 def _unsafe_torch_loads(source: str) -> list[int]:
