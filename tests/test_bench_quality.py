@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from murid_engine.checkpoint import load_checkpoint
@@ -26,7 +27,10 @@ def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
     assert stages == [("warmup", None), ("adapt", None), ("curriculum", 1), ("curriculum", 2), ("distill", None)]
     assert [e["stage"] for e in runs["no-curriculum"]["evaluations"]] == ["warmup", "adapt", "distill"]
     for run in runs.values():
-        assert run["final_miou"] == run["evaluations"][-1]["miou"] and 0 <= run["final_miou"] <= 1
+        assert run["final_miou"] == run["evaluations"][-1]["miou"]
+        for e in run["evaluations"]:  # mIoU: the mean over the classes present (IoU not None)
+            present = [v for v in e["per_class_iou"].values() if v is not None]
+            assert e["miou"] == pytest.approx(sum(present) / len(present), abs=1e-12)
         assert f"| {run['run']} | **{100 * run['final_miou']:.1f}** ± 0.0 | {100 * run['final_miou']:.1f} |" in result.out
 
     configs = {name: Project.open(tmp_path / "runs" / "seed-0" / name).config for name in ("full", "no-distill", "no-mr")}
@@ -37,6 +41,17 @@ def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
                 for n in ("full", "no-distill")]
     assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
     assert [e["model"] for e in runs["no-distill"]["evaluations"]] == ["student"]
+
+    # The figures are the scores of the models the runs saved: evaluating them again gives the same.
+    for name, last_teacher in (("full", ("curriculum", 2)), ("no-curriculum", ("adapt", None))):
+        again = murid("evaluate", "--project", tmp_path / "runs" / "seed-0" / name, "--model", "both",
+                      "--threads", "1", "--json", "-")
+        assert again.code == 0, again.err
+        scores = {m: e["miou"] for m, e in json.loads(again.out)["models"].items()}
+        by_stage = {(e["stage"], e["round"]): e["miou"] for e in runs[name]["evaluations"]}
+        assert scores["source_only"] == pytest.approx(by_stage[("warmup", None)], abs=1e-12)
+        assert scores["teacher"] == pytest.approx(by_stage[last_teacher], abs=1e-12)
+        assert scores["student"] == pytest.approx(runs[name]["final_miou"], abs=1e-12)
 
 
 def test_quality_bench_refuses_a_folder_that_is_not_synthcity(tmp_path):

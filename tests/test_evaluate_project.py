@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from smoke_runs import copy_project, murid, one_thread, smoke_project
+from murid_engine.labels import IGNORE, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES
 from murid_engine.project import Project
 from murid_engine.report import CELL, MARGIN, confusion_image
 
@@ -42,13 +44,34 @@ def _recorded(project: Path) -> dict[str, float]:
     return out
 
 
+def _labelled_val_pixels(data: Path) -> np.ndarray:
+    """Pixels of each train id in the target's val label files (read here, not by the engine)."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    files = sorted((data / "target" / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))
+    assert len(files) == 6
+    for path in files:
+        train_ids = LABEL_ID_TO_TRAIN_ID[np.asarray(Image.open(path))]
+        counts += np.bincount(train_ids[train_ids != IGNORE].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return counts
+
+
 def test_both_reports_teacher_student_and_source_only_side_by_side(trained, both):
     models = both["models"]
     assert list(models) == ["source_only", "teacher", "student"]
     recorded = _recorded(trained[1])
+    labelled = _labelled_val_pixels(trained[0])
     for name, entry in models.items():
-        assert 0 < entry["miou"] <= 1 and entry["ms"] > 0
+        assert entry["ms"] > 0
         assert entry["miou"] == pytest.approx(recorded[name], abs=1e-12)  # the same scores as training's
+        # Each score follows from the confusion matrix (rows: ground truth), which counts every
+        # labelled pixel of the val split's label files once.
+        m = np.asarray(entry["confusion"], dtype=np.int64)
+        assert (m.sum(axis=1) + np.asarray(entry["invalid_predictions"]) == labelled).all()
+        tp, union = np.diag(m), m.sum(axis=1) + np.asarray(entry["invalid_predictions"]) + m.sum(axis=0) - np.diag(m)
+        iou = [float(t / u) if u else None for t, u in zip(tp, union)]
+        assert list(entry["per_class_iou"].values()) == pytest.approx(iou, abs=1e-12)
+        present = [v for v in iou if v is not None]
+        assert entry["miou"] == pytest.approx(sum(present) / len(present), abs=1e-12)
         assert entry["per_class_iou"]["road"] is not None and len(entry["per_class_iou"]) == 19
         assert np.asarray(entry["confusion"]).shape == (19, 19)
         assert entry["n_images"] == 6 and entry["speed"]["size"] == [64, 32]

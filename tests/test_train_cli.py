@@ -36,7 +36,7 @@ def loss_keys(project: Project) -> list[tuple[str, int]]:
     return [(r["stage"], r["iteration"]) for r in project.read_metrics() if r["kind"] == "losses"]
 
 
-def test_smoke_run_leaves_a_complete_project(trained):
+def test_smoke_run_leaves_a_complete_project(trained, tmp_path):
     data, root, result = trained
     project = Project.open(root)
     assert {"teacher", "source_only", "latest"} <= set(project.checkpoints())
@@ -60,8 +60,16 @@ def test_smoke_run_leaves_a_complete_project(trained):
     assert {(e["stage"], e["model"]) for e in evals} == {
         ("warmup", "source_only"), ("adapt", "teacher"), ("curriculum", "teacher")}
     for e in evals:
-        assert 0 < e["miou"] <= 1 and set(e["per_class_iou"]) == set(CLASS_NAMES)
+        assert set(e["per_class_iou"]) == set(CLASS_NAMES)
+        present = [v for v in e["per_class_iou"].values() if v is not None]  # absent classes: None
+        assert e["miou"] == pytest.approx(sum(present) / len(present), abs=1e-12)
         assert f"{e['stage']:<11} {e['model']:<12} target-val mIoU {100 * e['miou']:.2f}" in result.out
+    # The recorded scores are those of the saved checkpoints: `murid evaluate` of each gives the same.
+    again = murid("evaluate", "--project", copy_project(root, tmp_path / "copy"), "--threads", "1", "--json", "-")
+    assert again.code == 0, again.err
+    scores = {m: e["miou"] for m, e in json.loads(again.out)["models"].items()}
+    last = {e["model"]: e["miou"] for e in evals}  # the teacher's last record: the curriculum's end
+    assert scores == pytest.approx(last, abs=1e-12) and set(scores) == {"source_only", "teacher"}
     keys = loss_keys(project)
     assert len(keys) == len(set(keys)) and ("curriculum", SMOKE_CURRICULUM_ITERATIONS) in keys
 
