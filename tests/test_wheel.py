@@ -22,9 +22,24 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "murid_engine", "murid_gui", "resources")
 JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 
+
+def _offline_build_missing() -> str | None:
+    """Why `pip wheel --no-build-isolation` cannot work here (no network is used), or None."""
+    if importlib.util.find_spec("setuptools") is None:
+        return "setuptools is not installed"
+    import setuptools
+
+    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
+    if (major, minor) < (64, 0):
+        return f"setuptools {setuptools.__version__} is older than pyproject's setuptools>=64"
+    if (major, minor) < (70, 1) and importlib.util.find_spec("wheel") is None:
+        return f"setuptools {setuptools.__version__} needs the 'wheel' package to build wheels"
+    return None
+
+
 needs_setuptools = pytest.mark.skipif(
-    importlib.util.find_spec("setuptools") is None,
-    reason="building the wheel offline (--no-build-isolation) needs setuptools installed here")
+    _offline_build_missing() is not None,
+    reason=f"cannot build the wheel offline (--no-build-isolation): {_offline_build_missing()}")
 
 
 def _resource_files() -> set[str]:
