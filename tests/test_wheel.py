@@ -70,7 +70,9 @@ def test_the_wheel_carries_every_resource_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert _resource_files() <= names, sorted(_resource_files() - names)
     assert f"{RESOURCES_PACKAGE}/presets/cpu-demo.json" in names
-    assert {"murid_engine/cli/__init__.py", "murid_engine/training/__init__.py", "murid_gui/app.py"} <= names
+    code = {p.relative_to(REPO).as_posix() for package in ("murid_engine", "murid_gui")
+            for p in (REPO / package).rglob("*.py") if "__pycache__" not in p.parts}
+    assert code <= names, sorted(code - names)  # every module, a sub-package without __init__.py too
     assert not any(n.startswith(("tests/", "resources/")) for n in names)  # no stray top-level folders
 
 
