@@ -8,6 +8,7 @@ split (`murid_engine.inference.evaluate_model`: the same confusion matrix, IoU a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,12 @@ def available_models(project: Project) -> list[str]:
 
 
 def compare_models(project: Project, names: list[str], dataset: Dataset, threads: int | None = None,
-                   device: torch.device | str = "cpu") -> Comparison:
-    """Evaluate and time each named model of the project on `dataset` (labelled)."""
+                   device: torch.device | str = "cpu",
+                   on_image: Callable[[str, int, int], None] | None = None) -> Comparison:
+    """Evaluate and time each named model of the project on `dataset` (labelled).
+
+    `on_image(model name, done, total)` follows every image (progress; it may raise to cancel).
+    """
     from murid_engine.inference import evaluate_model  # torch-heavy; imported when used
 
     cfg = project.config
@@ -91,8 +96,9 @@ def compare_models(project: Project, names: list[str], dataset: Dataset, threads
     models = [project_model(project, name) for name in names]  # every missing model fails first
     for name, loaded in zip(names, models):
         model = loaded.model.to(device)
+        each = None if on_image is None else (lambda i, n, name=name: on_image(name, i, n))
         scores = evaluate_model(model, dataset, desc=f"evaluate {TITLES[name]}", size=eval_size,
-                                device=device)
+                                device=device, on_image=each)
         speed = measure_ms(model, speed_size, threads, device)
         backbone = (loaded.config.student_model if name == "student" else loaded.config.model).backbone
         results.append(ModelResult(name, scores, speed, backbone, loaded.path))

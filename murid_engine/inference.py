@@ -6,7 +6,7 @@ or the teacher with its source bank (``BankedTeacher``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,8 +58,12 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, size: tuple[int, i
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, desc: str = "evaluate",
                    size: tuple[int, int] | None = None,
-                   device: torch.device | str = "cpu") -> SegmentationScores:
-    """Scores of `model` on a labelled dataset (eval mode; the model's mode is restored)."""
+                   device: torch.device | str = "cpu",
+                   on_image: Callable[[int, int], None] | None = None) -> SegmentationScores:
+    """Scores of `model` on a labelled dataset (eval mode; the model's mode is restored).
+
+    `on_image(done, total)` follows every image (progress; it may raise to cancel the loop).
+    """
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix()
@@ -68,6 +72,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, desc: str = "evalua
             image, label = dataset.read_pair(i)
             pred, _ = predict_image(model, image, size, device)
             cm.add(label, pred)
+            if on_image is not None:
+                on_image(i + 1, len(dataset))
     finally:
         model.train(was_training)
     return cm.scores()

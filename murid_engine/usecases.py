@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from murid_engine.config import apply_overrides, load_preset
 from murid_engine.data import parse_spec
 from murid_engine.errors import UserError
-from murid_engine.jobs import Control, EvaluationResult, RoundReady, StageFinished, StageStarted
+from murid_engine.jobs import Control, EvaluationResult, Progress, RoundReady, StageFinished, StageStarted
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
 
@@ -146,13 +146,18 @@ class Evaluation:
         return {**self.comparison.to_json(), "report": str(self.report)}
 
 
+class _Stopped(Exception):
+    """Raised from inside a loop over images when the user stops the job."""
+
+
 def evaluate_project(project: Project, names: Sequence[str] | None = None, spec: str | None = None,
                      split: str | None = None, threads: int | None = None,
-                     sink: Sink = _quiet) -> Evaluation:
+                     sink: Sink = _quiet, control: Control | None = None) -> Evaluation | None:
     """Score the project's models side by side on a labelled target split and write the report.
 
     `names` None: every model of COMPARED the project holds. `spec` None: the project's target;
-    `split` None: its validation split.
+    `split` None: its validation split. Progress follows every image, and `control` is checked
+    there too: a stop returns None within one image and leaves the last report as it was.
     """
     from murid_engine.comparison import available_models, compare_models
     from murid_engine.data import open_dataset, resolve_split
@@ -169,7 +174,18 @@ def evaluate_project(project: Project, names: Sequence[str] | None = None, spec:
         raise UserError(f"{project.root} has no target dataset (data.target); give --target KIND:PATH")
     dataset = open_dataset(spec, resolve_split(spec, split, cfg.data.val_split)).require_labels()
     sink(StageStarted("evaluate"))
-    comparison = compare_models(project, list(names), dataset, threads, resolve_device(cfg.device))
+
+    def each(name: str, done: int, total: int) -> None:
+        sink(Progress(f"evaluate {name.replace('_', '-')}", done, total))
+        if control is not None and control.checkpoint():
+            raise _Stopped
+
+    try:
+        comparison = compare_models(project, list(names), dataset, threads, resolve_device(cfg.device),
+                                    on_image=each)
+    except _Stopped:
+        sink(StageFinished("evaluate"))
+        return None
     report = write_report(project.reports_dir, comparison)
     for m in comparison.models:
         sink(EvaluationResult(m.name, m.to_json()))

@@ -124,7 +124,8 @@ def distil_evaluate_job(folder: Path):
                 return None  # stopped: the distillation's checkpoint was saved
         if control.checkpoint():
             return None
-        return usecases.evaluate_project(project, sink=sink).to_json()
+        evaluation = usecases.evaluate_project(project, sink=sink, control=control)
+        return None if evaluation is None else evaluation.to_json()  # None: stopped
     return _locked(folder, "distil and evaluate", job)
 
 

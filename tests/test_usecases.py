@@ -55,3 +55,26 @@ def test_jobs_need_a_trained_teacher(tmp_path):
         usecases.distil(project, sink=lambda e: None)
     with pytest.raises(UserError, match="no trained model to evaluate"):
         usecases.evaluate_project(project)
+
+
+def test_evaluation_reports_each_image_and_stops_within_one(tmp_path, tmp_path_factory):
+    from gui_helpers import copy_of, trained
+
+    from murid_engine.jobs import Control, Progress
+
+    project = Project.open(copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "p"))
+    events = []
+    full = usecases.evaluate_project(project, ["teacher"], sink=events.append)
+    steps = [e for e in events if isinstance(e, Progress)]
+    assert [e.iteration for e in steps] == list(range(1, steps[-1].total + 1)) and steps[-1].total > 1
+    report = project.reports_dir / "evaluation.json"
+    before = report.read_bytes()
+    control, seen = Control(), []
+
+    def sink(event):
+        seen.append(event)
+        if isinstance(event, Progress):
+            control.stop()  # the user presses Cancel after the first image
+    assert usecases.evaluate_project(project, sink=sink, control=control) is None
+    assert len([e for e in seen if isinstance(e, Progress)]) == 1  # no second image was evaluated
+    assert report.read_bytes() == before and full.report.is_file()  # the last report stays as it was
