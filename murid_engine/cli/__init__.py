@@ -19,11 +19,11 @@ from murid_engine.errors import UserError
 from murid_engine.interrupts import stop_exit_code
 from murid_engine.project_lock import release_all
 
-from . import (bench_cmd, distill_cmd, evaluate_cmd, export_cmd, inspect_cmd, predict_cmd, pseudo_cmd,
-               synth_cmd, train_cmd)
+from . import (bench_cmd, distill_cmd, evaluate_cmd, export_cmd, inspect_cmd, labels_cmd, predict_cmd,
+               pseudo_cmd, synth_cmd, train_cmd)
 
 COMMANDS = (synth_cmd, inspect_cmd, train_cmd, pseudo_cmd, distill_cmd, evaluate_cmd, predict_cmd,
-            export_cmd, bench_cmd)
+            export_cmd, bench_cmd, labels_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -47,7 +47,8 @@ def format_round(round_dir: Path, info: dict) -> str:
     """The round's folder, portion, kept fraction, and a per-class table of kept pixels."""
     lines = [f"round {info['round']} written to {round_dir}",
              f"portion {info['portion']:g}, {len(info['images'])} images, "
-             f"kept fraction {info['kept_fraction']:.4f}"]
+             f"kept fraction {info['kept_fraction']:.4f}, "
+             f"{info.get('human_verified_pixels', 0)} human-verified pixels"]
     names = [n for n, count in info["predicted_pixels"].items() if count > 0]
     if names:
         width = max(len(n) for n in names)

@@ -6,6 +6,8 @@ is an unfinished round):
     predictions/<stem>.png  uint8 grey: argmax train ids before thresholding
     confidence/<stem>.png   uint8 grey: confidence level q = round(conf * 255), conf = q / 255
     labels/<stem>.png       uint8 grey: train ids kept by the thresholds, 255 = ignored
+    regions/                superpixels of every image and their review queue, worst first
+                            (murid_engine.regions.scoring; written before round.json)
     round.json              round index, portion, cap, thresholds (automatic and final, by
                             class name), overrides, per-class predicted / kept pixels, overall
                             kept fraction, the per-class histogram of confidence levels (the
@@ -111,7 +113,7 @@ def _label_pass(round_dir: Path, info: dict[str, Any], overrides: Mapping[int, f
     names = class_names(n)
     auto = np.array([info["automatic_thresholds"][name] for name in names])
     thresholds = apply_overrides(auto, overrides)
-    kept_total = pixels_total = 0
+    kept_total = pixels_total = verified_total = 0
     for stem, stats in info["images"].items():
         pred, level = load_round_image(round_dir, stem)
         labels = rethreshold(pred, level, thresholds)
@@ -120,6 +122,8 @@ def _label_pass(round_dir: Path, info: dict[str, Any], overrides: Mapping[int, f
         stats["kept_fraction"] = kept / labels.size
         edit = _read_edit(edits_dir, stem, labels.shape, n)
         stats["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
+        # Human-verified: pixels the user gave a class (painted, relabelled or accepted regions).
+        verified_total += 0 if edit is None else int(np.count_nonzero(edit < n))
         kept_total += kept
         pixels_total += labels.size
     counts = np.array([info["confidence_histogram"][name] for name in names], dtype=np.float64)
@@ -129,6 +133,7 @@ def _label_pass(round_dir: Path, info: dict[str, Any], overrides: Mapping[int, f
         "predicted_pixels": {name: int(v) for name, v in zip(names, counts.sum(axis=1))},
         "kept_pixels": {name: int(v) for name, v in zip(names, kept_counts(counts, thresholds))},
         "kept_fraction": kept_total / pixels_total,
+        "human_verified_pixels": verified_total,
     })
     # Keep the big per-image table and the histogram at the end, so the head reads well.
     info["confidence_histogram"] = info.pop("confidence_histogram")

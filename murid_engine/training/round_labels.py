@@ -41,6 +41,7 @@ from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES, IGNORE
 from murid_engine.progress import progress
+from murid_engine.regions.scoring import round_region_stream
 from murid_engine.project import Overrides, Project
 
 from .batches import resize_rgb
@@ -151,6 +152,9 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
     stream = _predictions(model, target, cfg.data.target_size, device, other, dist)
     info = None
     if dist.is_main:
+        # Superpixels and their RIPU scores, image by image, before round.json marks the round done.
+        stream = round_region_stream(project.round_dir(r, create=True), stream, target,
+                                     cfg.data.target_size, cfg.model.num_classes)
         info = write_round(project.round_dir(r, create=True), stream, portion,
                            cfg.curriculum.threshold_cap, override_ids(project.load_overrides()),
                            project.edits_dir, round_index=r, num_classes=cfg.model.num_classes)
