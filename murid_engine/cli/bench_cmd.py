@@ -11,6 +11,7 @@ from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import CLASS_NAMES
 
+from .bench_correct import register_correct
 from .bench_faults import register_faults
 from .bench_gui import register_gui
 from .bench_quality import register_quality
@@ -37,6 +38,7 @@ def register(sub) -> None:
     gap.set_defaults(run=run_gap_cmd)
     register_speed(which)
     register_faults(which)
+    register_correct(which)
 
 
 def run_gap_cmd(args) -> int:
