@@ -34,6 +34,7 @@ from . import tasks
 from .class_legend import ClassLegend, swatch
 from .image_list import ImageList
 from .label_canvas import MODES, LabelCanvas
+from .region_queue import RegionQueue
 from .round_data import TargetImages
 from .threshold_panel import ThresholdPanel
 
@@ -141,7 +142,11 @@ class ReviewView(QWidget):
         side.addTab(self.thresholds, "Thresholds")
         side.addTab(self.legend, "Classes")
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.images)
+        self.regions = RegionQueue(self)  # "Regions to check": the round's RIPU queue, worst first
+        lists = QTabWidget()
+        lists.addTab(self.images, "Images")
+        lists.addTab(self.regions, "Regions to check")
+        split.addWidget(lists)
         split.addWidget(center)
         split.addWidget(side)
         split.setSizes([300, 600, 380])
@@ -219,6 +224,7 @@ class ReviewView(QWidget):
             edit = self.project.load_edit(stem) if stem in edited else None
             images[stem]["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
         self.images.load(images, self._images.paths())
+        self.regions.load(self.project, r)
         self.status.setText(f"round {r}: portion {self.info['portion']:g}, {len(images)} images, "
                             f"kept {self.info['kept_fraction']:.0%}")
         stems = self.images.stems()

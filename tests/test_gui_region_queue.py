@@ -1,0 +1,105 @@
+"""Review view, "Regions to check": the queue loads off the GUI thread, keys act on regions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui_helpers import close_window, copy_of, make_window, trained
+from PySide6.QtCore import Qt
+
+from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
+from murid_engine.regions import RoundRegions
+from murid_engine.training.round_labels import training_maps
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, tmp_path_factory):
+    project = copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "project")
+    w = make_window(qtbot, tmp_path)
+    w.show()
+    assert w.open_project(project)
+    w.show_view("review")
+    qtbot.waitExposed(w)
+    yield w
+    close_window(w)
+
+
+def _queue(window, qtbot):
+    review = window.review_view
+    q = review.regions
+    qtbot.waitUntil(lambda: q.regions is not None, timeout=10000)
+    q.parentWidget().parentWidget().setCurrentWidget(q)  # the "Regions to check" tab
+    return review, q
+
+
+def test_queue_loads_off_the_gui_thread_worst_first(window, qtbot):
+    review, q = _queue(window, qtbot)
+    thread = q.load(review.project, review.round)
+    assert q.regions is None  # the rows arrive through a queued signal, not in this call
+    thread.join(5)
+    qtbot.waitUntil(lambda: q.regions is not None, timeout=10000)
+    stored = RoundRegions.open(review.project.round_dir(review.round))
+    assert q.model.rowCount() == len(stored.queue)
+    scores = [float(q.model.data(q.model.index(i, 2))) for i in range(q.model.rowCount())]
+    assert scores == sorted(scores, reverse=True)
+    assert "0 pixels corrected or verified" in q.summary.text()
+
+
+def test_keys_assign_accept_ignore_and_the_next_region_follows(window, qtbot):
+    review, q = _queue(window, qtbot)
+    stems = q.regions.stems
+    # a row whose next row is on the same image, so that undo can be checked on one canvas
+    k = next(i for i in range(len(q.regions.queue) - 2)
+             if q.regions.entry(i)[0] == q.regions.entry(i + 1)[0] == q.regions.entry(i + 2)[0])
+    q.table.setFocus()
+    q.select(k)
+    stem, region = q.regions.entry(k)
+    assert review.stem == stem and stem in stems
+    mask = q.region_map(stem) == region
+    xs, ys = q.outline.getData()
+    assert len(xs) > 0
+    ys_in, xs_in = np.nonzero(mask)
+    assert np.nanmin(xs) >= xs_in.min() and np.nanmax(xs) <= xs_in.max() + 1  # outlines the region
+    (x0, x1), (y0, y1) = review.canvas.box.viewRange()
+    assert x0 <= xs_in.min() and x1 >= xs_in.max() and y0 <= ys_in.min() and y1 >= ys_in.max()
+
+    qtbot.keyClick(q.table, Qt.Key_3)  # train id 3: wall
+    assert (review.canvas.edit[mask] == 3).all()
+    assert q.current_row() == k + 1  # the next region follows
+    stem1, region1 = q.regions.entry(k + 1)
+    mask1 = q.region_map(stem1) == region1
+    before_accept = review.canvas.edit.copy()
+    qtbot.keyClick(q.table, Qt.Key_V)
+    np.testing.assert_array_equal(review.canvas.edit[mask1], review.pred[mask1])
+    assert q.current_row() == k + 2
+    mask2 = q.region_map(stem) == q.regions.entry(k + 2)[1]
+    qtbot.keyClick(q.table, Qt.Key_I)
+    assert (review.canvas.edit[mask2] == EDIT_IGNORE).all()
+    assert q.model.data(q.model.index(k, 4)) == "wall"
+    assert q.model.data(q.model.index(k + 1, 4)) == "accept"
+    verified = int(mask.sum() + mask1.sum())
+    assert f"{verified} pixels corrected or verified" in q.summary.text()
+
+    review.canvas.undo()  # undo the ignore, then the accept: the canvas's own history
+    assert (review.canvas.edit[mask2] == EDIT_NONE).all()
+    review.canvas.undo()
+    np.testing.assert_array_equal(review.canvas.edit, before_accept)
+    assert f"{int(mask.sum())} pixels corrected or verified" in q.summary.text()
+    review.canvas.redo()
+    np.testing.assert_array_equal(review.canvas.edit[mask1], review.pred[mask1])
+
+    review.save_current()  # region actions are the project's edits: the next round trains on them
+    project = Project.open(review.project.root)
+    maps = training_maps(project, review.round, [stem])[0].numpy()
+    assert (maps[mask] == 3).all()
+    np.testing.assert_array_equal(maps[mask1], review.pred[mask1])
+
+
+def test_shift_digit_assigns_classes_above_nine(window, qtbot):
+    review, q = _queue(window, qtbot)
+    q.table.setFocus()
+    q.select(0)
+    stem, region = q.regions.entry(0)
+    mask = q.region_map(stem) == region
+    qtbot.keyClick(q.table, Qt.Key_3, Qt.ShiftModifier)  # 13: car
+    assert (review.canvas.edit[mask] == 13).all()
