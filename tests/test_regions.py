@@ -146,3 +146,16 @@ def test_region_action_errors_are_one_sentence(project):
         region_action(project, r, stem, 99999, "ignore")
     with pytest.raises(Exception, match="not a train id"):
         region_action(project, r, stem, 0, "assign", class_id=40)
+
+
+def test_superpixels_of_a_large_image_are_made_small_and_scaled_back_with_consecutive_ids():
+    from murid_engine.regions import superpixels
+
+    image = np.zeros((600, 1200, 3), np.uint8)
+    image[:, 600:] = 255  # one strong edge: no region crosses it (up to the working scale)
+    cfg = RegionConfig(region_pixels=4096, work_pixels=300 * 150)
+    ids = superpixels(image, cfg)
+    assert ids.shape == (600, 1200) and ids.dtype == np.int32
+    assert np.array_equal(np.unique(ids), np.arange(ids.max() + 1))
+    left, right = set(np.unique(ids[:, :590]).tolist()), set(np.unique(ids[:, 610:]).tolist())
+    assert not left & right
