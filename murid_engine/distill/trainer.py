@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from murid_engine.allocator import keep_freed_memory
-from murid_engine.checkpoint import load_checkpoint, restore_rng
+from murid_engine.checkpoint import restore_rng
 from murid_engine.devices import Precision
 from murid_engine.distributed import DistContext
 from murid_engine.errors import UserError
@@ -68,7 +68,8 @@ class StudentTrainer:
 
     @staticmethod
     def has_resume_point(project: Project) -> bool:
-        return project.checkpoint_path(RESUME).is_file()
+        return (project.checkpoint_path(RESUME).is_file()
+                or project.checkpoint_path(f"{RESUME}.prev").is_file())
 
     @property
     def total(self) -> int:
@@ -85,11 +86,12 @@ class StudentTrainer:
             self.student.backbone.stage_channels, self.teacher.channels, self.teacher.points).to(self.device))
         first, saved_optimizer = 0, None
         resume_path = self.project.checkpoint_path(RESUME)
-        if resume and self.dist.agree(resume_path.is_file):
-            first, saved_optimizer = self._restore(resume_path)
+        if resume and self.dist.agree(lambda: self.has_resume_point(self.project)):
+            first, saved_optimizer = self._restore()
         else:
             if self.dist.is_main:
                 resume_path.unlink(missing_ok=True)
+                self.project.checkpoint_path(f"{RESUME}.prev").unlink(missing_ok=True)
                 # A new distillation replaces the records of an earlier one.
                 self.project.rewind_metrics(lambda r: r.get("stage") != STAGE)
             self.sink(Message(init.note))
@@ -120,10 +122,14 @@ class StudentTrainer:
                             "run `murid train` (its adapt or curriculum stage) first")
         return load_teacher(path, self.device)
 
-    def _restore(self, path) -> tuple[int, dict | None]:
+    def _restore(self) -> tuple[int, dict | None]:
         if self.dist.is_main:
             self.project.clean_temp_files()
-        ckpt = self.dist.main_first(lambda: load_checkpoint(path))  # every rank reads the same file
+        # Every rank reads the same file: latest_student.pt, else its kept predecessor.
+        point = self.dist.main_first(lambda: self.project.resume_checkpoint(RESUME))
+        if point.note:
+            self.sink(Message(point.note))
+        path, ckpt = point.path, point.checkpoint
         self.student.load_state_dict(ckpt.model_state("student"))
         self.adapters.load_state_dict(ckpt.model_state("adapters"))
         if ckpt.rng is not None:

@@ -107,6 +107,9 @@ class TeacherTrainer:
         if not resume and self.project.latest_checkpoint() is not None:
             raise UserError(f"{self.project.root} already holds a training run; "
                             "continue it with --resume, or train in a new project folder")
+        if start.iteration == 0 and start.stage == stages[0] and self.dist.is_main:
+            # No resume point: what metrics.jsonl holds of these stages is a lost attempt's.
+            self.project.forget_unsaved_progress(stages)
         if self.project.latest_checkpoint() is None and self.cfg.model.pretrained:
             report = self.dist.main_first(
                 lambda: load_pretrained(self.model.net.backbone, self.cfg.model.pretrained))
