@@ -62,3 +62,15 @@ def make_window(qtbot, tmp_path: Path):
 
 def close_window(window) -> None:
     window.runner.shutdown()
+
+
+def review_window(qtbot, tmp_path: Path, tmp_path_factory):
+    """A shown main window on a copy of the trained smoke project, in the Review view; closed after."""
+    project = copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "project")
+    w = make_window(qtbot, tmp_path)
+    w.show()
+    assert w.open_project(project)
+    w.show_view("review")
+    qtbot.waitExposed(w)
+    yield w
+    close_window(w)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gui_helpers import close_window, copy_of, make_window, trained
+from gui_helpers import review_window
 from PySide6.QtCore import Qt
 
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
@@ -14,14 +14,7 @@ from murid_engine.training.round_labels import training_maps
 
 @pytest.fixture()
 def window(qtbot, tmp_path, tmp_path_factory):
-    project = copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "project")
-    w = make_window(qtbot, tmp_path)
-    w.show()
-    assert w.open_project(project)
-    w.show_view("review")
-    qtbot.waitExposed(w)
-    yield w
-    close_window(w)
+    yield from review_window(qtbot, tmp_path, tmp_path_factory)
 
 
 def _queue(window, qtbot):

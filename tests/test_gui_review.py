@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_helpers import close_window, copy_of, make_window, trained
+from gui_helpers import review_window
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
@@ -20,14 +20,7 @@ CAR = CLASS_NAMES.index("car")
 
 @pytest.fixture()
 def window(qtbot, tmp_path, tmp_path_factory):
-    project = copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "project")
-    w = make_window(qtbot, tmp_path)
-    w.show()
-    assert w.open_project(project)
-    w.show_view("review")
-    qtbot.waitExposed(w)
-    yield w
-    close_window(w)
+    yield from review_window(qtbot, tmp_path, tmp_path_factory)
 
 
 def _view_pos(canvas, x: float, y: float) -> QPoint:

@@ -29,12 +29,12 @@ from murid_engine.allocator import keep_freed_memory
 from murid_engine.checkpoint import load_checkpoint, restore_rng
 from murid_engine.devices import Precision
 from murid_engine.distributed import DistContext
-from murid_engine.errors import UserError
 from murid_engine.jobs import Control, EventSink, Message, NullSink
 from murid_engine.models.banked import BankedTeacher
 from murid_engine.models.pretrained import load_pretrained
 from murid_engine.models.teacher import MuridTeacher
 from murid_engine.project import Project
+from murid_engine.usecases import check_can_train
 from murid_engine.run_config import RunConfig
 
 from .domains import Domains
@@ -104,9 +104,7 @@ class TeacherTrainer:
         if not stages:
             return True
         start = self._resume_point(stages) if resume else Position(stages[0])
-        if not resume and self.project.latest_checkpoint() is not None:
-            raise UserError(f"{self.project.root} already holds a training run; "
-                            "continue it with --resume, or train in a new project folder")
+        check_can_train(self.project, resume)
         if start.iteration == 0 and start.stage == stages[0] and self.dist.is_main:
             # No resume point: what metrics.jsonl holds of these stages is a lost attempt's.
             self.project.forget_unsaved_progress(stages)
