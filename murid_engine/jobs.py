@@ -13,9 +13,13 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from murid_engine.curriculum.round_summary import RoundSummary
 
 Clock = Callable[[], float]
 
@@ -94,6 +98,11 @@ class RoundReady:
     path: str
     portion: float
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, summary: "RoundSummary", path: Path | str) -> "RoundReady":
+        """The event of a round just written (its summary from `write_round`)."""
+        return cls(summary.round, str(path), summary.portion, {"kept_fraction": summary.kept_fraction})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from murid_engine.config import from_dict, read_json, to_dict
+from murid_engine.curriculum.round_summary import ROUND_FILE, RoundSummary, read_round_summary
 from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE  # the edit-map values
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, read_index_png, write_grey_png
@@ -41,7 +42,6 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST = "latest"  # checkpoints/latest.pt: what --resume continues from
 METRICS_FILE = "metrics.jsonl"
 ROUNDS_DIR = "rounds"
-ROUND_INFO = "round.json"
 EDITS_DIR = "edits"
 OVERRIDES_FILE = "overrides.json"
 EXPORTS_DIR = "exports"
@@ -356,23 +356,18 @@ class Project:
         """Round numbers on disk, ascending; complete = its round.json was written."""
         return sorted(int(m.group(1)) for p in self.rounds_dir.glob("round_*")
                       if (m := _ROUND.fullmatch(p.name)) and int(m.group(1)) >= 1 and p.is_dir()
-                      and (not complete_only or (p / ROUND_INFO).is_file()))
+                      and (not complete_only or (p / ROUND_FILE).is_file()))
 
     def latest_round(self, complete_only: bool = True) -> int | None:
         found = self.rounds(complete_only)
         return found[-1] if found else None
 
-    def write_round_info(self, r: int, info: dict[str, Any]) -> None:
-        """Write a round's summary (portion, thresholds, ...) last: it marks the round complete."""
-        _write_json(self.round_dir(r, create=True) / ROUND_INFO, info)
-
-    def read_round_info(self, r: int) -> dict[str, Any]:
-        path = self.round_dir(r) / ROUND_INFO
+    def read_round_info(self, r: int) -> RoundSummary:
+        """Round r's summary (curriculum.round_summary, which alone writes and reads round.json)."""
+        path = self.round_dir(r) / ROUND_FILE
         if not path.is_file():
             raise UserError(f"pseudo-label round {r} of {self.root} is not complete (no {path.name})")
-        if not isinstance(data := read_json(path), dict):
-            raise UserError(f"{path} must hold a JSON object")
-        return data
+        return read_round_summary(path.parent)
 
     def edit_path(self, stem: str) -> Path:
         return self.edits_dir / f"{_safe_name(stem, 'image')}.png"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from murid_engine.config import apply_overrides, load_preset
+from murid_engine.curriculum.round_summary import RoundSummary
 from murid_engine.data import parse_spec
 from murid_engine.errors import UserError
 from murid_engine.jobs import Control, EvaluationResult, Progress, RoundReady, StageFinished, StageStarted
@@ -73,7 +74,7 @@ def check_can_train(project: Project, resume: bool) -> None:
 class RoundWritten:
     round: int
     folder: Path
-    info: dict[str, Any]  # label_round's summary: portion, kept_fraction, per-class counts, images
+    summary: RoundSummary  # its round.json: portion, kept fraction, per-class counts, images
 
 
 def check_portion(portion: float | None, what: str = "the portion") -> None:
@@ -107,11 +108,11 @@ def write_next_round(project: Project, portion: float | None = None, device: str
     sink(StageStarted("pseudo-label"))
     # Read image by image while labelling (memory does not grow with the number of images).
     target = open_dataset(cfg.data.target, cfg.data.target_split)
-    info = label_round(project, r, p, teacher.model.to(dev), dev, target=target)
+    summary = label_round(project, r, p, teacher.model.to(dev), dev, target=target)
     folder = project.round_dir(r)
-    sink(RoundReady(r, str(folder), info["portion"], {"kept_fraction": info["kept_fraction"]}))
+    sink(RoundReady.of(summary, folder))
     sink(StageFinished("pseudo-label"))
-    return RoundWritten(r, Path(folder), info)
+    return RoundWritten(r, Path(folder), summary)
 
 
 # ---------------------------------------------------------------------------- distillation

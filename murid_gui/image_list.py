@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from murid_engine.curriculum.round_summary import ImageSummary
+
 COLUMNS = ("image", "mean conf.", "kept", "disagree", "edited px")
-KEYS = (None, "mean_confidence", "kept_fraction", "disagreement", "edited_pixels")
+KEYS = (None, "mean_confidence", "kept_fraction", "disagreement", "edited_pixels")  # ImageSummary fields
 SORTS = (("least confident first", 1, Qt.AscendingOrder), ("least kept first", 2, Qt.AscendingOrder),
          ("most disagreement first", 3, Qt.DescendingOrder), ("most edited first", 4, Qt.DescendingOrder),
          ("by name", 0, Qt.AscendingOrder))
@@ -52,7 +54,7 @@ class ImageList(QWidget):
         layout.addWidget(self.sort)
         layout.addWidget(self.table, 1)
 
-    def load(self, images: dict[str, dict], paths: Mapping[str, str] | None = None) -> None:
+    def load(self, images: Mapping[str, ImageSummary], paths: Mapping[str, str] | None = None) -> None:
         """One row per stem; `paths` (stem -> image file) become the name cells' tooltips."""
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
@@ -63,7 +65,7 @@ class ImageList(QWidget):
             name.setToolTip(f"{stem}\n{paths[stem]}" if stem in paths else stem)
             self.table.setItem(row, 0, name)
             for col, key in enumerate(KEYS[1:], start=1):
-                v = stats.get(key)
+                v = getattr(stats, key)
                 text = "—" if v is None else (f"{v:.0f}" if key == "edited_pixels" else f"{v:.3f}")
                 self.table.setItem(row, col, _Number(v, text))
         self.table.setSortingEnabled(True)

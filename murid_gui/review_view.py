@@ -6,6 +6,8 @@ the next round's labels and training read them (murid_engine.training.round_labe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
@@ -24,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from murid_engine.curriculum.rounds import load_round_image, read_round
+from murid_engine.curriculum.round_summary import RoundSummary, read_round_summary
+from murid_engine.curriculum.rounds import load_round_image
 from murid_engine.curriculum.thresholds import rethreshold
 from murid_engine.errors import UserError
 from murid_engine.labels import CLASS_NAMES
@@ -47,7 +50,7 @@ class ReviewView(QWidget):
         self.runner = runner
         self.project: Project | None = None
         self.round: int | None = None
-        self.info: dict | None = None
+        self.info: RoundSummary | None = None
         self.stem: str | None = None
         self.pred: np.ndarray | None = None
         self.level: np.ndarray | None = None
@@ -215,18 +218,19 @@ class ReviewView(QWidget):
         self.save_edit()
         self.stem = self.pred = self.level = None
         self.round = r
-        self.info = read_round(self.project.round_dir(r))
+        self.info = read_round_summary(self.project.round_dir(r))
         self.thresholds.load(self.info, self.project.load_overrides())
         self.overrides_dirty = False
-        images = self.info["images"]
+        images = self.info.images
         edited = set(self.project.edited_stems())
         for stem in images:  # the edited-pixel count of the edits as they are now (few files)
             edit = self.project.load_edit(stem) if stem in edited else None
-            images[stem]["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
+            images[stem] = replace(images[stem], edited_pixels=0 if edit is None else
+                                   int(np.count_nonzero(edit != EDIT_NONE)))
         self.images.load(images, self._images.paths())
         self.regions.load(self.project, r)
-        self.status.setText(f"round {r}: portion {self.info['portion']:g}, {len(images)} images, "
-                            f"kept {self.info['kept_fraction']:.0%}")
+        self.status.setText(f"round {r}: portion {self.info.portion:g}, {len(images)} images, "
+                            f"kept {self.info.kept_fraction:.0%}")
         stems = self.images.stems()
         if stems:
             self.images.select(stems[0])
@@ -248,8 +252,8 @@ class ReviewView(QWidget):
             edit = None
         labels = rethreshold(self.pred, self.level, self.thresholds.thresholds())
         self.canvas.set_content(image, labels, self.level, gt, edit)
-        stats = self.info["images"].get(stem, {})
-        self.image_caption.setText(f"{stem} · mean conf. {stats.get('mean_confidence', 0):.2f}"
+        stats = self.info.images.get(stem)
+        self.image_caption.setText(f"{stem} · mean conf. {stats.mean_confidence if stats else 0:.2f}"
                                    + ("" if gt is not None else " · no ground truth")
                                    + (f" · {self.image_problem}" if self.image_problem else ""))
 

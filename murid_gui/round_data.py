@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from murid_engine.curriculum.rounds import load_round_image, read_round
+from murid_engine.curriculum.round_summary import read_round_summary
+from murid_engine.curriculum.rounds import load_round_image
 from murid_engine.errors import UserError
 from murid_engine.jobs import Preview
 from murid_engine.project import Project
@@ -56,8 +57,7 @@ class TargetImages:
 def round_preview(project: Project, r: int, n: int = 4) -> Preview | None:
     """The first `n` images of round r as a Preview (what the strip shows before training runs)."""
     try:
-        info = read_round(project.round_dir(r))
-        stems = list(info["images"])[:n]
+        stems = read_round_summary(project.round_dir(r)).stems[:n]
         pairs = [load_round_image(project.round_dir(r), s) for s in stems]
         if not pairs or len({p.shape for p, _ in pairs}) != 1:
             return None

@@ -104,8 +104,8 @@ def relabel_job(folder: Path, r: int):
 
         project = Project.open(folder)
         sink(StageStarted(f"relabel round {r}"))
-        info = relabel_round(project.round_dir(r), override_ids(project.load_overrides()), project.edits_dir)
-        sink(RoundReady(r, str(project.round_dir(r)), info["portion"], {"kept_fraction": info["kept_fraction"]}))
+        summary = relabel_round(project.round_dir(r), override_ids(project.load_overrides()), project.edits_dir)
+        sink(RoundReady.of(summary, project.round_dir(r)))
         sink(StageFinished(f"relabel round {r}"))
         return r
     return _locked(folder, "relabel", job)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from murid_engine.curriculum.round_summary import RoundSummary
 from murid_engine.curriculum.thresholds import ConfidenceHistogram, kept_counts
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Overrides
@@ -107,11 +108,11 @@ class ThresholdPanel(QWidget):
         layout.addLayout(bottom)
 
     # ------------------------------------------------------------------ model
-    def load(self, info: dict, saved: Overrides) -> None:
-        """A round's round.json and the project's saved overrides."""
-        self.counts = np.array([info["confidence_histogram"][n] for n in CLASS_NAMES], dtype=np.float64)
-        self.cap = info.get("cap")
-        self.round_portion = float(info["portion"])
+    def load(self, summary: RoundSummary, saved: Overrides) -> None:
+        """A round's summary and the project's saved overrides."""
+        self.counts = summary.histogram_counts()
+        self.cap = summary.cap
+        self.round_portion = summary.portion
         self.portion_touched = saved.portion is not None
         portion = float(saved.portion) if saved.portion is not None else self.round_portion
         self.overrides = {CLASS_NAMES.index(k): float(v) for k, v in saved.thresholds.items()}

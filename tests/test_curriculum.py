@@ -18,10 +18,9 @@ from murid_engine.curriculum import (
     apply_thresholds,
     class_thresholds,
     quantise_confidence,
-    read_round,
+    read_round_summary,
     relabel_round,
     rethreshold,
-    round_thresholds,
     write_round,
 )
 from murid_engine.errors import UserError
@@ -186,36 +185,38 @@ def test_round_folder_files_and_stats(tmp_path):
         hand = np.where(level.astype(int) >= np.ceil(tau[pred] * 255 - 1e-6), pred, IGNORE)
         np.testing.assert_array_equal(labels, hand)
         kept += np.bincount(hand[hand != IGNORE], minlength=NUM_CLASSES)
-        per_image = info["images"][stem]
-        assert per_image["kept_fraction"] == pytest.approx((hand != IGNORE).mean())
-        assert per_image["mean_confidence"] == pytest.approx(level.mean() / 255)
-        assert per_image["disagreement"] is None
-    on_disk = json.loads((rd / "round.json").read_text())
-    assert on_disk == read_round(rd) == json.loads(json.dumps(info))
-    assert (on_disk["round"], on_disk["portion"], on_disk["cap"]) == (1, 0.4, 0.8)
-    assert on_disk["overrides"] == {"vegetation": 0.3}
-    np.testing.assert_allclose(round_thresholds(on_disk), tau)
+        per_image = info.images[stem]
+        assert per_image.kept_fraction == pytest.approx((hand != IGNORE).mean())
+        assert per_image.mean_confidence == pytest.approx(level.mean() / 255)
+        assert per_image.disagreement is None
+    on_disk = read_round_summary(rd)
+    assert on_disk == info  # what write_round returns is what the reader reads back
+    assert json.loads((rd / "round.json").read_text()) == json.loads(json.dumps(info.to_json()))
+    assert (on_disk.round, on_disk.portion, on_disk.cap) == (1, 0.4, 0.8)
+    assert on_disk.overrides == {"vegetation": 0.3}
+    np.testing.assert_allclose(on_disk.threshold_values(), tau)
     predicted = np.bincount(np.concatenate([p.ravel() for p in preds]), minlength=NUM_CLASSES)
-    assert on_disk["predicted_pixels"] == dict(zip(CLASS_NAMES, predicted.tolist()))
-    assert on_disk["kept_pixels"] == dict(zip(CLASS_NAMES, kept.tolist()))
-    assert on_disk["kept_fraction"] == pytest.approx(kept.sum() / predicted.sum())
-    assert on_disk["thresholds"]["person"] == 1.0  # never predicted: the cap leaves it at 1.0
+    assert on_disk.predicted_pixels == dict(zip(CLASS_NAMES, predicted.tolist()))
+    assert on_disk.kept_pixels == dict(zip(CLASS_NAMES, kept.tolist()))
+    assert on_disk.kept_fraction == pytest.approx(kept.sum() / predicted.sum())
+    assert on_disk.thresholds["person"] == 1.0  # never predicted: the cap leaves it at 1.0
     assert not list(rd.rglob("*.tmp"))  # atomic writes leave no temporary files
 
 
 def test_relabel_round_applies_new_overrides(tmp_path):
     rd = tmp_path / "r"
     first = write_round(rd, round_items(), 0.3, cap=None, overrides={0: 0.0})
-    assert first["kept_pixels"]["road"] == first["predicted_pixels"]["road"]
+    assert first.kept_pixels["road"] == first.predicted_pixels["road"]
     again = relabel_round(rd, {0: 1.0, 2: 0.0})
-    assert again["overrides"] == {"road": 1.0, "building": 0.0}
-    assert again["kept_pixels"]["building"] == again["predicted_pixels"]["building"]
-    assert again["automatic_thresholds"] == first["automatic_thresholds"]
+    assert again.overrides == {"road": 1.0, "building": 0.0}
+    assert again.kept_pixels["building"] == again.predicted_pixels["building"]
+    assert again.automatic_thresholds == first.automatic_thresholds
     kept = np.zeros(NUM_CLASSES, int)
-    for stem in again["images"]:
+    for stem in again.images:
         labels = read_index_png(rd / "labels" / f"{stem}.png")
         kept += np.bincount(labels[labels != IGNORE], minlength=NUM_CLASSES)
-    assert again["kept_pixels"] == dict(zip(CLASS_NAMES, kept.tolist()))
+    assert again.kept_pixels == dict(zip(CLASS_NAMES, kept.tolist()))
+    assert read_round_summary(rd) == again
 
 
 def test_write_round_streams_a_generator_once(tmp_path):
@@ -235,7 +236,7 @@ def test_write_round_streams_a_generator_once(tmp_path):
     g = gen()
     assert inspect.isgenerator(g)
     info = write_round(tmp_path / "r", g, 0.5)
-    assert yielded == 3 and len(info["images"]) == 3
+    assert yielded == 3 and len(info.images) == 3
     assert inspect.getgeneratorstate(g) == inspect.GEN_CLOSED
     assert next(g, None) is None
 
@@ -244,7 +245,7 @@ def test_bad_rounds_are_refused(tmp_path):
     with pytest.raises(UserError, match="no target images"):
         write_round(tmp_path / "a", iter(()), 0.5)
     with pytest.raises(UserError, match="not a finished"):
-        read_round(tmp_path / "a")
+        read_round_summary(tmp_path / "a")
     twice = [("x", np.zeros((2, 2), np.uint8), np.ones((2, 2)))] * 2
     with pytest.raises(UserError, match="twice"):
         write_round(tmp_path / "b", twice, 0.5)
@@ -279,8 +280,8 @@ def test_training_labels_take_the_edit_where_painted(tmp_path):
     assert np.all(target[0] == 5)
     untouched = edit == EDIT_NONE
     np.testing.assert_array_equal(target[untouched], auto[untouched])
-    assert write_round(rd, round_items(), 0.3, cap=0.9, edits_dir=project.edits_dir)["images"]["img_0"][
-        "edited_pixels"] == int((~untouched).sum())
+    rewritten = write_round(rd, round_items(), 0.3, cap=0.9, edits_dir=project.edits_dir)
+    assert rewritten.images["img_0"].edited_pixels == int((~untouched).sum())
 
     project.save_edit("img_0", np.full(auto.shape, EDIT_NONE, np.uint8))  # erase everything
     assert not project.edit_path("img_0").exists()

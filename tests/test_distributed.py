@@ -124,7 +124,7 @@ def test_torchrun_writes_one_project_as_one_process_does(two_ranks, tmp_path_fac
     assert project.rounds() == [1, 2]
     for r in (1, 2):
         info = project.read_round_info(r)
-        assert len(info["images"]) == SMOKE_TARGET_IMAGES
+        assert len(info.images) == SMOKE_TARGET_IMAGES
         assert len(list((project.round_dir(r) / "labels").glob("*.png"))) == SMOKE_TARGET_IMAGES
     assert not list(Path(root).rglob("*.tmp*"))  # no rank left a half-written file
 
@@ -241,8 +241,8 @@ def test_two_ranks_keep_equal_weights_stop_together_and_resume(tmp_path):
 
     # Each rank labelled its half; rank 0 wrote the gathered round: the same as one process.
     sharded, alone = project.read_round_info(8), project.read_round_info(9)
-    assert list(sharded["images"]) == list(alone["images"]) and len(sharded["images"]) == SMOKE_TARGET_IMAGES
-    for stem in alone["images"]:
+    assert list(sharded.images) == list(alone.images) and len(sharded.images) == SMOKE_TARGET_IMAGES
+    for stem in alone.images:
         a = read_index_png(project.round_dir(8) / "predictions" / f"{stem}.png")
         b = read_index_png(project.round_dir(9) / "predictions" / f"{stem}.png")
         assert (a == b).mean() > 0.999  # batches of other sizes may move a float's last bit

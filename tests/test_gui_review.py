@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from murid_engine.curriculum.rounds import read_round
+from murid_engine.curriculum.round_summary import read_round_summary
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_NONE, Project
 
@@ -58,13 +58,13 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     # Full stems, elided in the middle when narrow, the image file as the tooltip.
     assert review.images.table.textElideMode() == Qt.ElideMiddle
     first = review.images.table.item(0, 0)
-    assert first.text() == stems[0] and first.text() in info["images"]
+    assert first.text() == stems[0] and first.text() in info.images
     tip = first.toolTip().splitlines()
     assert tip[0] == stems[0] and Path(tip[1]).is_file() and Path(tip[1]).stem.startswith(stems[0])
-    by_conf = sorted(info["images"], key=lambda s: info["images"][s]["mean_confidence"])
+    by_conf = sorted(info.images, key=lambda s: info.images[s].mean_confidence)
     assert stems == by_conf  # least confident first
     review.images.sort.setCurrentIndex(1)  # least kept first
-    kept = [info["images"][s]["kept_fraction"] for s in review.images.stems()]
+    kept = [info.images[s].kept_fraction for s in review.images.stems()]
     assert kept == sorted(kept)
     qtbot.mouseClick(review.images.table.horizontalHeader().viewport(), Qt.LeftButton,
                      pos=review.images.table.horizontalHeader().viewport().rect().center())
@@ -84,9 +84,9 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     assert saved.thresholds == {"road": 0.0} and saved.portion == pytest.approx(0.10)
     with qtbot.waitSignal(window.runner.finished, timeout=30000):  # rewrite this round's labels
         qtbot.mouseClick(review.apply_button, Qt.LeftButton)
-    info = read_round(window.project.round_dir(review.round))
-    assert info["thresholds"]["road"] == 0.0 and info["overrides"] == {"road": 0.0}
-    assert info["kept_pixels"]["road"] == info["predicted_pixels"]["road"]
+    info = read_round_summary(window.project.round_dir(review.round))
+    assert info.thresholds["road"] == 0.0 and info.overrides == {"road": 0.0}
+    assert info.kept_pixels["road"] == info.predicted_pixels["road"]
     qtbot.mouseClick(panel.reset_button, Qt.LeftButton)
     assert panel.overrides == {} and not panel.portion_touched
     building = CLASS_NAMES.index("building")

@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
 def project(trained, tmp_path) -> Project:
     project = Project.open(copy_project(trained[1], tmp_path / "project"))
     r = project.latest_round()
-    stem = next(iter(project.read_round_info(r)["images"]))
+    stem = next(iter(project.read_round_info(r).images))
     edit = np.full(read_index_png(project.round_dir(r) / LABELS_DIR / f"{stem}.png").shape, EDIT_NONE, np.uint8)
     edit[:4, :10] = 13  # car
     edit[-3:, -5:] = EDIT_IGNORE
@@ -47,7 +47,7 @@ def _export(project: Project, out: Path) -> Path:
 
 def test_export_writes_the_labels_with_edits_in_the_cityscapes_layout(project, tmp_path):
     r = project.latest_round()
-    stems = list(project.read_round_info(r)["images"])
+    stems = list(project.read_round_info(r).images)
     out = _export(project, tmp_path / "out")
     files = sorted((out / "gtFine" / "train").glob("*/*_gtFine_labelIds.png"))
     assert sorted(f.name[: -len("_gtFine_labelIds.png")] for f in files) == sorted(stems)
@@ -88,7 +88,7 @@ def test_corrected_cityscapes_masks_become_edits(project, tmp_path):
     """Masks written by an independent Cityscapes writer (tests/layouts.py), two pixels fixed."""
     r = project.latest_round()
     out = _export(project, tmp_path / "out")
-    stems = list(project.read_round_info(r)["images"])
+    stems = list(project.read_round_info(r).images)
     fixed = stems[1]  # not the edited one
     items = []
     for stem in stems[:3]:
@@ -115,7 +115,7 @@ def ids_at(root: Path, stem: str) -> np.ndarray:
 
 def test_import_errors_are_one_line_and_leave_the_project_unchanged(project, tmp_path):
     r = project.latest_round()
-    stems = list(project.read_round_info(r)["images"])
+    stems = list(project.read_round_info(r).images)
     shape = read_index_png(project.round_dir(r) / LABELS_DIR / f"{stems[0]}.png").shape
     before = _edits(project)
 

@@ -23,6 +23,7 @@ import murid_engine
 from murid_engine import imageio
 from murid_engine.checkpoint import FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from murid_engine.config import to_dict
+from murid_engine.curriculum.round_summary import RoundSummary, write_round_summary
 from murid_engine.errors import UserError
 from murid_engine.models import DeepLabV2, ModelConfig
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Overrides, Project
@@ -99,16 +100,21 @@ def test_metrics_survive_a_torn_last_line(tmp_path: Path) -> None:
         project.read_metrics()
 
 
+def _round_summary(r: int, portion: float) -> RoundSummary:
+    return RoundSummary(round=r, portion=portion, cap=None, num_classes=19, automatic_thresholds={},
+                        confidence_histogram={}, images={})
+
+
 def test_rounds_are_listed_once_complete(tmp_path: Path) -> None:
     project = Project.create(tmp_path / "p", _config())
     assert project.rounds() == [] and project.latest_round() is None
     assert project.round_dir(3).name == "round_03"
-    project.write_round_info(1, {"portion": 0.25})
+    write_round_summary(project.round_dir(1, create=True), _round_summary(1, 0.25))
     project.round_dir(2, create=True)  # being written: not listed until its round.json exists
     assert project.rounds() == [1] and project.rounds(complete_only=False) == [1, 2]
-    project.write_round_info(2, {"portion": 0.5, "thresholds": [0.9] * 19})
+    write_round_summary(project.round_dir(2), _round_summary(2, 0.5))
     assert project.latest_round() == 2
-    assert project.read_round_info(2)["portion"] == 0.5
+    assert project.read_round_info(2).portion == 0.5
     with pytest.raises(UserError, match="round 4 .* is not complete"):
         project.read_round_info(4)
     with pytest.raises(ValueError):

@@ -29,41 +29,41 @@ def test_pseudo_writes_the_next_round_with_the_requested_portion(project):
     assert result.code == 0, result.err
     assert project.rounds() == [1, 2, 3]
     info = project.read_round_info(3)
-    assert info["round"] == 3 and info["portion"] == pytest.approx(0.3)
-    assert len(info["images"]) == 10
-    cap = info["cap"]
-    predicted_classes = [c for c, n in info["predicted_pixels"].items() if n > 0]
+    assert info.round == 3 and info.portion == pytest.approx(0.3)
+    assert len(info.images) == 10
+    cap = info.cap
+    predicted_classes = [c for c, n in info.predicted_pixels.items() if n > 0]
     assert predicted_classes
     for name in predicted_classes:
-        kept, predicted = info["kept_pixels"][name], info["predicted_pixels"][name]
+        kept, predicted = info.kept_pixels[name], info.predicted_pixels[name]
         # CBST keeps at least the portion of each class's predicted pixels (ties at the threshold
         # level included); the cap can only lower a threshold, so it keeps more, never fewer.
         assert 0.3 * predicted <= kept <= predicted, name
-        threshold = info["thresholds"][name]
+        threshold = info.thresholds[name]
         if threshold < cap:
             # ... and no more than needed: without the threshold's own level it would be short.
             level = round(threshold * LEVELS)
-            above = sum(info["confidence_histogram"][name][level + 1:])
+            above = sum(info.confidence_histogram[name][level + 1:])
             assert above < 0.3 * predicted, name
-    kept_total = sum(info["kept_pixels"].values())
-    pixels = sum(i["pixels"] for i in info["images"].values())
-    assert info["kept_fraction"] == pytest.approx(kept_total / pixels)
+    kept_total = sum(info.kept_pixels.values())
+    pixels = sum(i.pixels for i in info.images.values())
+    assert info.kept_fraction == pytest.approx(kept_total / pixels)
 
     out = result.out
     assert str(project.round_dir(3)) in out
-    assert "portion 0.3" in out and f"kept fraction {info['kept_fraction']:.4f}" in out
+    assert "portion 0.3" in out and f"kept fraction {info.kept_fraction:.4f}" in out
     for name in predicted_classes:
         row = next(line.split() for line in out.splitlines() if line.split()[:1] == [name])
-        assert row[2:4] == [str(info["kept_pixels"][name]), str(info["predicted_pixels"][name])]
+        assert row[2:4] == [str(info.kept_pixels[name]), str(info.predicted_pixels[name])]
 
 
 def test_pseudo_portion_defaults_to_the_override_then_the_schedule(project):
     # Round 3 is past the smoke schedule [0.2, 0.5]: its last portion carries on.
     assert murid("pseudo", "--project", project.root).code == 0
-    assert project.read_round_info(3)["portion"] == pytest.approx(0.5)
+    assert project.read_round_info(3).portion == pytest.approx(0.5)
     project.save_overrides(Overrides(portion=0.7))
     assert murid("pseudo", "--project", project.root).code == 0
-    assert project.read_round_info(4)["portion"] == pytest.approx(0.7)
+    assert project.read_round_info(4).portion == pytest.approx(0.7)
 
 
 def test_pseudo_replaces_an_unfinished_round(project):
@@ -73,10 +73,10 @@ def test_pseudo_replaces_an_unfinished_round(project):
     assert murid("pseudo", "--project", project.root, "--portion", "1").code == 0
     assert project.rounds() == [1, 2, 3]
     info = project.read_round_info(3)
-    assert "stale" not in info["images"]
+    assert "stale" not in info.images
     # portion 1 keeps every predicted pixel of every class
-    assert info["kept_pixels"] == info["predicted_pixels"]
-    assert info["kept_fraction"] == pytest.approx(1.0)
+    assert info.kept_pixels == info.predicted_pixels
+    assert info.kept_fraction == pytest.approx(1.0)
 
 
 def test_pseudo_labels_match_thresholded_predictions(project):
@@ -84,9 +84,9 @@ def test_pseudo_labels_match_thresholded_predictions(project):
 
     assert murid("pseudo", "--project", project.root, "--portion", "0.4").code == 0
     info = project.read_round_info(3)
-    names = list(info["thresholds"])
-    levels = np.array([math.ceil(info["thresholds"][n] * LEVELS - 1e-6) for n in names])
-    for stem in info["images"]:
+    names = list(info.thresholds)
+    levels = np.array([math.ceil(info.thresholds[n] * LEVELS - 1e-6) for n in names])
+    for stem in info.images:
         d = project.round_dir(3)
         pred = read_index_png(d / "predictions" / f"{stem}.png")
         conf = read_index_png(d / "confidence" / f"{stem}.png")

@@ -104,7 +104,7 @@ def test_pseudo_writes_regions_and_an_accepted_region_is_trained_on_at_full_weig
     r = project.latest_round()
     info = project.read_round_info(r)
     regions = RoundRegions.open(project.round_dir(r))
-    assert regions.stems == list(info["images"])
+    assert regions.stems == list(info.images)
     assert np.all(np.diff(regions.queue["score"]) <= 0)
 
     stem, region = regions.entry(0)  # the worst region of the round
@@ -135,7 +135,7 @@ def test_pseudo_writes_regions_and_an_accepted_region_is_trained_on_at_full_weig
     expected = int(mask.sum()) + int(m2.sum())
     result = murid("pseudo", "--project", project.root)
     assert result.code == 0, result.err
-    assert project.read_round_info(r + 1)["human_verified_pixels"] == expected
+    assert project.read_round_info(r + 1).human_verified_pixels == expected
     assert f"{expected} human-verified pixels" in result.out
 
 

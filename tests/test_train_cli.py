@@ -48,8 +48,8 @@ def test_smoke_run_leaves_a_complete_project(trained, tmp_path):
     assert project.rounds() == [1, 2]
     for r, portion in zip((1, 2), SMOKE_PORTIONS):
         info = project.read_round_info(r)
-        assert info["round"] == r and info["portion"] == pytest.approx(portion)
-        assert len(info["images"]) == 10  # every target-train image is labelled
+        assert info.round == r and info.portion == pytest.approx(portion)
+        assert len(info.images) == 10  # every target-train image is labelled
         assert len(list((project.round_dir(r) / "labels").glob("*.png"))) == 10
 
     evals = [r for r in project.read_metrics() if r["kind"] == "eval"]
@@ -174,7 +174,7 @@ def test_an_edit_wins_over_the_round_label(trained, tmp_path):
     _, root, _ = trained
     project = Project.open(copy_project(root, tmp_path / "edited"))
     r = project.latest_round()
-    stems = sorted(project.read_round_info(r)["images"])
+    stems = sorted(project.read_round_info(r).images)
     edited, untouched = stems[0], stems[1]
     labels = read_index_png(project.round_dir(r) / "labels" / f"{edited}.png")
     painted_class = CLASS_NAMES.index("person")
@@ -197,16 +197,16 @@ def test_a_threshold_override_keeps_every_road_pixel_in_the_next_round(trained, 
     _, root, _ = trained
     project = Project.open(copy_project(root, tmp_path / "override"))
     automatic = project.read_round_info(2)
-    assert automatic["kept_pixels"]["road"] < automatic["predicted_pixels"]["road"]
+    assert automatic.kept_pixels["road"] < automatic.predicted_pixels["road"]
     project.save_overrides(Overrides(thresholds={"road": 0.0}))
 
     result = murid("pseudo", "--project", project.root, "--portion", "0.2")
     assert result.code == 0, result.err
     info = project.read_round_info(3)
-    assert info["thresholds"]["road"] == 0.0 and info["overrides"] == {"road": 0.0}
-    assert info["predicted_pixels"]["road"] > 0
-    assert info["kept_pixels"]["road"] == info["predicted_pixels"]["road"]
-    for stem in info["images"]:
+    assert info.thresholds["road"] == 0.0 and info.overrides == {"road": 0.0}
+    assert info.predicted_pixels["road"] > 0
+    assert info.kept_pixels["road"] == info.predicted_pixels["road"]
+    for stem in info.images:
         pred = read_index_png(project.round_dir(3) / "predictions" / f"{stem}.png")
         labels = read_index_png(project.round_dir(3) / "labels" / f"{stem}.png")
         assert (labels[pred == ROAD] == ROAD).all()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from murid_engine.curriculum.round_summary import RoundSummary
 from murid_engine.project import Project
 from murid_engine.project_lock import hold_project_lock
 from murid_engine.usecases import check_portion, write_next_round
@@ -39,22 +40,22 @@ def run(args: argparse.Namespace) -> int:
     project = Project.open(args.project)
     hold_project_lock(project.root)  # released when the command returns
     written = write_next_round(project, args.portion, args.device)
-    print(format_round(written.folder, written.info))
+    print(format_round(written.folder, written.summary))
     return 0
 
 
-def format_round(round_dir: Path, info: dict) -> str:
+def format_round(round_dir: Path, summary: RoundSummary) -> str:
     """The round's folder, portion, kept fraction, and a per-class table of kept pixels."""
-    lines = [f"round {info['round']} written to {round_dir}",
-             f"portion {info['portion']:g}, {len(info['images'])} images, "
-             f"kept fraction {info['kept_fraction']:.4f}, "
-             f"{info.get('human_verified_pixels', 0)} human-verified pixels"]
-    names = [n for n, count in info["predicted_pixels"].items() if count > 0]
+    lines = [f"round {summary.round} written to {round_dir}",
+             f"portion {summary.portion:g}, {len(summary.images)} images, "
+             f"kept fraction {summary.kept_fraction:.4f}, "
+             f"{summary.human_verified_pixels} human-verified pixels"]
+    names = [n for n, count in summary.predicted_pixels.items() if count > 0]
     if names:
         width = max(len(n) for n in names)
         lines.append(f"{'class':<{width}}  threshold  {'kept':>9}  {'predicted':>9}  kept%")
         for name in names:
-            kept, predicted = info["kept_pixels"][name], info["predicted_pixels"][name]
-            lines.append(f"{name:<{width}}  {info['thresholds'][name]:>9.3f}  {kept:>9}  {predicted:>9}  "
+            kept, predicted = summary.kept_pixels[name], summary.predicted_pixels[name]
+            lines.append(f"{name:<{width}}  {summary.thresholds[name]:>9.3f}  {kept:>9}  {predicted:>9}  "
                          f"{100 * kept / predicted:5.1f}")
     return "\n".join(lines)

@@ -8,13 +8,15 @@ is an unfinished round):
     labels/<stem>.png       uint8 grey: train ids kept by the thresholds, 255 = ignored
     regions/                superpixels of every image and their review queue, worst first
                             (murid_engine.regions.scoring; written before round.json)
-    round.json              round index, portion, cap, thresholds (automatic and final, by
-                            class name), overrides, per-class predicted / kept pixels, overall
-                            kept fraction, the per-class histogram of confidence levels (the
-                            GUI's histograms and live kept counts), and per image:
-                            pixels, mean_confidence, kept_fraction, edited_pixels, disagreement
+    round.json              the round's summary (round_summary.RoundSummary, written and read
+                            there only): round index, portion, cap, thresholds (automatic and
+                            final, by class name), overrides, per-class predicted / kept pixels,
+                            overall kept fraction, the per-class histogram of confidence levels
+                            (the GUI's histograms and live kept counts), and per image
+                            (ImageSummary): pixels, mean_confidence, kept_fraction,
+                            edited_pixels, disagreement
 
-round.json's `images` lists the round's stems (files of other stems left in a reused folder are
+The summary's `images` lists the round's stems (files of other stems left in a reused folder are
 not part of it). Labels are thresholded on the *quantised* levels with `rethreshold`, so the GUI re-thresholding
 the saved PNGs reproduces the training labels exactly.
 
@@ -30,16 +32,25 @@ targets they make are built in one place, `murid_engine.training.round_labels.tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from murid_engine.errors import UserError
-from murid_engine.imageio import atomic_write_bytes, read_index_png, write_grey_png
-from murid_engine.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+from murid_engine.imageio import read_index_png, write_grey_png
+from murid_engine.labels import IGNORE, NUM_CLASSES
+
+from .round_summary import (
+    ROUND_FILE,
+    ImageSummary,
+    RoundSummary,
+    class_names,
+    read_round_summary,
+    write_round_summary,
+)
 
 from .thresholds import (
     ConfidenceHistogram,
@@ -49,20 +60,15 @@ from .thresholds import (
     rethreshold,
 )
 
-ROUND_FILE = "round.json"
 LABELS_DIR, PREDICTIONS_DIR, CONFIDENCE_DIR = "labels", "predictions", "confidence"
 EDIT_NONE = 255
 EDIT_IGNORE = 254
 
 
-def class_names(num_classes: int = NUM_CLASSES) -> tuple[str, ...]:
-    return CLASS_NAMES if num_classes == len(CLASS_NAMES) else tuple(f"class{c}" for c in range(num_classes))
-
-
 def write_round(round_dir: Path, items: Iterable[tuple], portion: float, cap: float | None = None,
                 overrides: Mapping[int, float] | None = None, edits_dir: Path | None = None, *,
-                round_index: int = 0, num_classes: int = NUM_CLASSES) -> dict[str, Any]:
-    """Write a round from `items` = (stem, pred, conf[, disagreement]) and return its round.json.
+                round_index: int = 0, num_classes: int = NUM_CLASSES) -> RoundSummary:
+    """Write a round from `items` = (stem, pred, conf[, disagreement]) and return its summary.
 
     pred: (H, W) argmax train ids; conf: (H, W) float confidence of the argmax in [0, 1] (or
     uint8 levels). Streams in two passes: pass 1 saves prediction and confidence PNGs while
@@ -73,7 +79,7 @@ def write_round(round_dir: Path, items: Iterable[tuple], portion: float, cap: fl
     round_dir = Path(round_dir)
     (round_dir / ROUND_FILE).unlink(missing_ok=True)  # an interrupted rewrite must not look complete
     hist = ConfidenceHistogram(num_classes, quantised=True)
-    images: dict[str, dict[str, Any]] = {}
+    images: dict[str, ImageSummary] = {}
     for item in items:
         stem, pred, conf, *rest = item
         _check_stem(stem, images)
@@ -81,81 +87,57 @@ def write_round(round_dir: Path, items: Iterable[tuple], portion: float, cap: fl
         write_grey_png(round_dir / PREDICTIONS_DIR / f"{stem}.png", pred)
         write_grey_png(round_dir / CONFIDENCE_DIR / f"{stem}.png", level)
         hist.add(pred, level)
-        images[stem] = {"pixels": int(pred.size), "mean_confidence": float(level.mean()) / 255,
-                        "kept_fraction": None, "edited_pixels": 0,
-                        "disagreement": float(rest[0]) if rest and rest[0] is not None else None}
+        images[stem] = ImageSummary(int(pred.size), float(level.mean()) / 255,
+                                    disagreement=float(rest[0]) if rest and rest[0] is not None else None)
         # Drop our references before the generator makes the next image: one image in memory.
         del item, pred, conf, level, rest
     if not images:
         raise UserError("there are no target images to pseudo-label")
-    auto = hist.thresholds(portion, cap)
-    info = {"round": int(round_index), "portion": float(portion),
-            "cap": None if cap is None else float(cap), "num_classes": num_classes,
-            "confidence_quantisation": "level = round(conf * 255); conf = level / 255",
-            "automatic_thresholds": _by_name(auto, num_classes),
-            "confidence_histogram": {n: [int(v) for v in row]
-                                     for n, row in zip(class_names(num_classes), hist.counts)},
-            "images": images}
-    return _label_pass(round_dir, info, overrides, edits_dir)
+    names = class_names(num_classes)
+    unlabelled = RoundSummary(
+        round=int(round_index), portion=float(portion), cap=None if cap is None else float(cap),
+        num_classes=num_classes, automatic_thresholds=_by_name(hist.thresholds(portion, cap), num_classes),
+        confidence_histogram={n: [int(v) for v in row] for n, row in zip(names, hist.counts)},
+        images=images)
+    return _label_pass(round_dir, unlabelled, overrides, edits_dir)
 
 
 def relabel_round(round_dir: Path, overrides: Mapping[int, float] | None,
-                  edits_dir: Path | None = None) -> dict[str, Any]:
+                  edits_dir: Path | None = None) -> RoundSummary:
     """Rewrite a round's labels with new overrides (pass 2 only; the teacher is not re-run)."""
-    info = read_round(round_dir)
+    summary = read_round_summary(round_dir)
     (Path(round_dir) / ROUND_FILE).unlink(missing_ok=True)
-    return _label_pass(Path(round_dir), info, overrides, edits_dir)
+    return _label_pass(Path(round_dir), summary, overrides, edits_dir)
 
 
-def _label_pass(round_dir: Path, info: dict[str, Any], overrides: Mapping[int, float] | None,
-                edits_dir: Path | None) -> dict[str, Any]:
-    n = info["num_classes"]
-    names = class_names(n)
-    auto = np.array([info["automatic_thresholds"][name] for name in names])
-    thresholds = apply_overrides(auto, overrides)
+def _label_pass(round_dir: Path, summary: RoundSummary, overrides: Mapping[int, float] | None,
+                edits_dir: Path | None) -> RoundSummary:
+    n = summary.num_classes
+    names = summary.class_names()
+    thresholds = apply_overrides(summary.automatic_values(), overrides)
     kept_total = pixels_total = verified_total = 0
-    for stem, stats in info["images"].items():
+    images = {}
+    for stem, image in summary.images.items():
         pred, level = load_round_image(round_dir, stem)
         labels = rethreshold(pred, level, thresholds)
         write_grey_png(round_dir / LABELS_DIR / f"{stem}.png", labels)
         kept = int(np.count_nonzero(labels != IGNORE))
-        stats["kept_fraction"] = kept / labels.size
         edit = _read_edit(edits_dir, stem, labels.shape, n)
-        stats["edited_pixels"] = 0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE))
+        images[stem] = replace(image, kept_fraction=kept / labels.size,
+                               edited_pixels=0 if edit is None else int(np.count_nonzero(edit != EDIT_NONE)))
         # Human-verified: pixels the user gave a class (painted, relabelled or accepted regions).
         verified_total += 0 if edit is None else int(np.count_nonzero(edit < n))
         kept_total += kept
         pixels_total += labels.size
-    counts = np.array([info["confidence_histogram"][name] for name in names], dtype=np.float64)
-    info.update({
-        "thresholds": _by_name(thresholds, n),
-        "overrides": {names[int(c)]: float(v) for c, v in sorted((overrides or {}).items())},
-        "predicted_pixels": {name: int(v) for name, v in zip(names, counts.sum(axis=1))},
-        "kept_pixels": {name: int(v) for name, v in zip(names, kept_counts(counts, thresholds))},
-        "kept_fraction": kept_total / pixels_total,
-        "human_verified_pixels": verified_total,
-    })
-    # Keep the big per-image table and the histogram at the end, so the head reads well.
-    info["confidence_histogram"] = info.pop("confidence_histogram")
-    info["images"] = info.pop("images")
-    atomic_write_bytes(Path(round_dir) / ROUND_FILE, json.dumps(info, indent=1).encode())
-    return info
-
-
-def read_round(round_dir: Path) -> dict[str, Any]:
-    """round.json of a finished round (UserError if missing or unreadable)."""
-    path = Path(round_dir) / ROUND_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{round_dir} is not a finished pseudo-label round (no {ROUND_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable: {exc}") from None
-
-
-def round_thresholds(info: Mapping[str, Any]) -> np.ndarray:
-    """The final per-class thresholds of a round, in class order, from its round.json."""
-    return np.array([info["thresholds"][n] for n in class_names(info["num_classes"])])
+    counts = summary.histogram_counts()
+    labelled = replace(
+        summary, images=images, thresholds=_by_name(thresholds, n),
+        overrides={names[int(c)]: float(v) for c, v in sorted((overrides or {}).items())},
+        predicted_pixels={name: int(v) for name, v in zip(names, counts.sum(axis=1))},
+        kept_pixels={name: int(v) for name, v in zip(names, kept_counts(counts, thresholds))},
+        kept_fraction=kept_total / pixels_total, human_verified_pixels=verified_total)
+    write_round_summary(round_dir, labelled)
+    return labelled
 
 
 def load_round_image(round_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:

@@ -156,9 +156,8 @@ class StudentTrainer:
             portion = round_portion(project, r)
             self.sink(Message(f"no pseudo-label round yet: the teacher labels {len(target)} target "
                               f"images as round {r} (portion {portion:g})"))
-            info = label_round(project, r, portion, self.teacher.model, self.device, dist=self.dist)
-            self.sink(RoundReady(r, str(project.round_dir(r)), info["portion"],
-                                 {k: info[k] for k in ("portion", "kept_fraction")}))
+            summary = label_round(project, r, portion, self.teacher.model, self.device, dist=self.dist)
+            self.sink(RoundReady.of(summary, project.round_dir(r)))
         labels = RoundLabels(project, r)  # read per batch from the round's files, not held
         labels.check(target.stems)
         return target.with_labels(labels)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, LABELS_DIR, read_round
+from murid_engine.curriculum.round_summary import read_round_summary
+from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, LABELS_DIR
 from murid_engine.data.gta5 import VALID_LABEL_IDS
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png, write_grey_png, write_rgb
@@ -89,7 +90,7 @@ class ExportSummary:
 
 def export_masks(project: Project, out: Path, r: int | None = None) -> ExportSummary:
     r = _round(project, r)
-    stems = list(read_round(project.round_dir(r))["images"])
+    stems = read_round_summary(project.round_dir(r)).stems
     split = project.config.data.target_split or "train"
     cities = _cities(project)
     labelled = pixels = 0
@@ -159,7 +160,7 @@ def import_masks(project: Project, kind: str, folder: Path, r: int | None = None
     """Write the masks' corrections as edits (see the module doc); every mask is checked first,
     so a bad file leaves the project unchanged."""
     r = _round(project, r)
-    stems = set(read_round(project.round_dir(r))["images"])
+    stems = set(read_round_summary(project.round_dir(r)).stems)
     n = project.config.model.num_classes
     files = list(_mask_files(kind, Path(folder)))
     if not files:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from murid_engine.curriculum.round_summary import RoundSummary
 from murid_engine.curriculum.rounds import (
     EDIT_IGNORE,
     EDIT_NONE,
@@ -133,14 +134,14 @@ def _predictions(model: torch.nn.Module, target: Dataset, size: tuple[int, int] 
 
 def label_round(project: Project, r: int, portion: float, model: torch.nn.Module,
                 device: torch.device, other: torch.nn.Module | None = None, *,
-                dist: "DistContext | None" = None, target: Dataset | None = None) -> dict[str, Any]:
+                dist: "DistContext | None" = None, target: Dataset | None = None) -> RoundSummary:
     """Write round `r` of the project: the teacher's labels of every target-train image.
 
     `model` maps x in [0, 1] to {'out': logits} (the teacher with its source bank); `other`
     (the model being trained), when given, feeds each image's teacher/student disagreement.
     `target` defaults to the project's target-train split (data.target, data.target_split),
     read image by image at `data.target_size`. With `dist`, every rank must call this
-    together; rank 0 writes the round and every rank gets its round.json (once it is written).
+    together; rank 0 writes the round and every rank gets its summary (once round.json is written).
     """
     from murid_engine.distributed import DistContext
 
@@ -150,18 +151,18 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
         from murid_engine.data import open_dataset
         target = open_dataset(cfg.data.target, cfg.data.target_split)
     stream = _predictions(model, target, cfg.data.target_size, device, other, dist)
-    info = None
+    summary = None
     if dist.is_main:
         # Superpixels and their RIPU scores, image by image, before round.json marks the round done.
         stream = round_region_stream(project.round_dir(r, create=True), stream, target,
                                      cfg.data.target_size, cfg.model.num_classes)
-        info = write_round(project.round_dir(r, create=True), stream, portion,
-                           cfg.curriculum.threshold_cap, override_ids(project.load_overrides()),
-                           project.edits_dir, round_index=r, num_classes=cfg.model.num_classes)
+        summary = write_round(project.round_dir(r, create=True), stream, portion,
+                              cfg.curriculum.threshold_cap, override_ids(project.load_overrides()),
+                              project.edits_dir, round_index=r, num_classes=cfg.model.num_classes)
     else:
         for _ in stream:  # this rank's predictions go to rank 0 chunk by chunk
             pass
-    return dist.broadcast_object(info)
+    return dist.broadcast_object(summary)
 
 
 def round_portion(project: Project, r: int) -> float:

@@ -224,13 +224,11 @@ class CurriculumStage(TeacherStage):
             portion = round_portion(project, r)
             job.sink(Message(f"curriculum round {r}: pseudo-labelling "
                              f"{len(parts.domains.target)} target images (portion {portion:g})"))
-            info = label_round(project, r, portion, self.banked(parts.ema), job.device,
-                               other=parts.model.net, dist=job.dist)
-            record = RoundRecord(r, (r - 1) * self.per_round, job.clock.elapsed(), info["portion"],
-                                 info["kept_fraction"], info["thresholds"])
-            job.record(record)
-            job.sink(RoundReady(r, str(project.round_dir(r)), info["portion"],
-                                {"portion": info["portion"], "kept_fraction": info["kept_fraction"]}))
+            summary = label_round(project, r, portion, self.banked(parts.ema), job.device,
+                                  other=parts.model.net, dist=job.dist)
+            job.record(RoundRecord(r, (r - 1) * self.per_round, job.clock.elapsed(), summary.portion,
+                                   summary.kept_fraction, summary.thresholds))
+            job.sink(RoundReady.of(summary, project.round_dir(r)))
         labels = RoundLabels(project, r)  # read per batch from the round's files, not held
         labels.check(parts.domains.target.stems)
         return parts.domains.target.with_labels(labels)
