@@ -4,10 +4,16 @@ Each model (source-only, teacher with its source bank, student) is evaluated ove
 split (`murid_engine.inference.evaluate_model`: the same confusion matrix, IoU and mIoU as
 `murid evaluate --pred`) and timed on one image at the size it sees target images at
 (`murid_engine.bench.speed.measure_ms`).
+
+The comparison is a typed record: `write_comparison` stores it as a project's
+reports/evaluation.json and `read_comparison` reads it back (the Results view shows the last
+one); `murid evaluate --project` prints it and the app's evaluation job returns it. JSON keys are
+spelled here only; a file of an earlier version reads with defaults for what it lacks.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +23,14 @@ import torch
 
 from murid_engine.bench.speed import Speed, measure_ms
 from murid_engine.data.base import Dataset
-from murid_engine.imageio import image_size
+from murid_engine.errors import UserError
+from murid_engine.imageio import atomic_write_bytes, image_size
 from murid_engine.metrics import SegmentationScores
 from murid_engine.model_store import project_model
 from murid_engine.project import Project
 
 ORDER = ("source_only", "teacher", "student")  # lower bound first, the deployed model last
+COMPARISON_FILE = "evaluation.json"  # in a project's reports/
 TITLES = {"source_only": "source-only", "teacher": "teacher", "student": "student"}
 
 
@@ -41,6 +49,16 @@ class ModelResult:
     def to_json(self) -> dict[str, Any]:
         return {**self.scores.to_json(), "ms": self.speed.ms, "speed": self.speed.to_json(),
                 "backbone": self.backbone, "checkpoint": str(self.checkpoint)}
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any], fallback: Speed) -> "ModelResult":
+        """`fallback`: the comparison's own speed settings, for a file that has no `speed`."""
+        speed = data.get("speed")
+        speed = (Speed(float(speed["ms"]), _size(speed["size"]), int(speed["threads"]), int(speed["runs"]),
+                       str(speed["device"])) if speed else
+                 Speed(float(data["ms"]), fallback.size, fallback.threads, fallback.runs, fallback.device))
+        return cls(name, SegmentationScores.from_json(data), speed, str(data.get("backbone", "")),
+                   Path(data.get("checkpoint", "")))
 
 
 @dataclass
@@ -67,10 +85,52 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {
             "project": str(self.project), "dataset": self.dataset, "split": self.split,
+            "eval_size": None if self.eval_size is None else list(self.eval_size),
             "input_size": list(self.speed_size), "threads": self.threads, "device": self.device,
             "models": {m.name: {**m.to_json(), "speedup_vs_teacher": self.speedup(m.name)}
                        for m in self.models},
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Comparison":
+        """KeyError/TypeError/ValueError when what every version wrote is missing or malformed."""
+        speed_size, threads, device = _size(data["input_size"]), int(data["threads"]), str(data["device"])
+        fallback = Speed(0.0, speed_size, threads, 0, device)
+        eval_size = data.get("eval_size")
+        return cls(Path(data.get("project", "")), str(data.get("dataset", "")), data.get("split"),
+                   None if eval_size is None else _size(eval_size), speed_size, threads, device,
+                   [ModelResult.from_json(str(name), m, fallback) for name, m in data["models"].items()])
+
+
+def write_comparison(folder: Path, comparison: Comparison) -> Path:
+    """reports/evaluation.json (written whole, then renamed into place); returns its path."""
+    path = Path(folder) / COMPARISON_FILE
+    atomic_write_bytes(path, (json.dumps(comparison.to_json(), indent=2) + "\n").encode())
+    return path
+
+
+def read_comparison(folder: Path) -> Comparison | None:
+    """The comparison stored in `folder` (a project's reports/); None when there is none yet."""
+    path = Path(folder) / COMPARISON_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable: {exc}") from None
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("it is not a JSON object")
+        return Comparison.from_json(data)
+    except KeyError as exc:
+        raise UserError(f"{path} is not a model comparison: it has no {exc}") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UserError(f"{path} is not a model comparison: {exc}") from None
+
+
+def _size(value: Any) -> tuple[int, int]:
+    w, h = value
+    return int(w), int(h)
 
 
 def available_models(project: Project) -> list[str]:

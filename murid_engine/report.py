@@ -1,7 +1,7 @@
 """The human-readable evaluation report of a project: one HTML page with its images beside it.
 
     reports/evaluation.html          summary (mIoU, accuracy, speed), per-class IoU, confusion matrices
-    reports/evaluation.json          the same figures for programs (`Comparison.to_json`)
+    reports/evaluation.json          the same figures for programs (comparison.write_comparison)
     reports/confusion_<model>.png    row-normalised confusion matrix (share of each ground-truth class)
 
 The images are drawn with NumPy and OpenCV (no plotting library); the page needs no network.
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from murid_engine.comparison import Comparison, ModelResult
+from murid_engine.comparison import Comparison, ModelResult, write_comparison
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.labels import PALETTE
 
@@ -133,8 +132,7 @@ def write_report(folder: Path, comparison: Comparison) -> Path:
             raise RuntimeError(f"encoding {png} failed")
         atomic_write_bytes(png, buf.tobytes())
         images.append((m, png.name))
-    data = comparison.to_json()
-    atomic_write_bytes(folder / f"{REPORT_NAME}.json", (json.dumps(data, indent=2) + "\n").encode())
+    write_comparison(folder, comparison)
     page = _page(comparison, images)
     path = folder / f"{REPORT_NAME}.html"
     atomic_write_bytes(path, page.encode("utf-8"))

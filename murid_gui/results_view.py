@@ -6,8 +6,6 @@ buttons. A project's last comparison (reports/evaluation.json) is shown when it 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -25,14 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from murid_engine.comparison import Comparison, ModelResult, read_comparison
+from murid_engine.errors import UserError
 from murid_engine.jobs import Progress, StageFinished, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Project
+from murid_engine.usecases import Evaluation
 
 from . import tasks
 
 MODEL_COLORS = {"source_only": "#90A4AE", "teacher": "#FFB74D", "student": "#4FC3F7"}
-TITLES = {"source_only": "source-only", "teacher": "teacher", "student": "student"}
 SHORT = ("road", "sidew.", "build.", "wall", "fence", "pole", "light", "sign", "veget.", "terr.",
          "sky", "person", "rider", "car", "truck", "bus", "train", "motor.", "bike")
 TABLE_COLUMNS = ("model", "backbone", "mIoU", "mIoU-16", "mIoU-13", "pixel acc.", "ms / image", "speed-up")
@@ -47,7 +47,7 @@ class ResultsView(QWidget):
         super().__init__(parent)
         self.runner = runner
         self.project: Project | None = None
-        self.data: dict | None = None
+        self.comparison: Comparison | None = None
         self.exported: list[str] = []
 
         self.run_button = QPushButton("⚗ Distil && evaluate")
@@ -133,17 +133,15 @@ class ResultsView(QWidget):
     def set_project(self, project: Project) -> None:
         self.project = project
         self.exported = []
-        report = project.reports_dir / "evaluation.json"
-        self.data = None
-        if report.is_file():
-            try:
-                self.show_results(json.loads(report.read_text()))
-                self.status.setText(f"last evaluation: {report}")
-            except (ValueError, KeyError, TypeError) as exc:
-                self.status.setText(f"{report} could not be read ({exc}); evaluate again")
+        try:
+            last = read_comparison(project.reports_dir)
+        except UserError as exc:
+            last = None
+            self.status.setText(f"{exc}; evaluate again")
         else:
-            self.show_results(None)
-            self.status.setText("Not evaluated yet: one click distils the student and evaluates it.")
+            self.status.setText("Not evaluated yet: one click distils the student and evaluates it."
+                                if last is None else f"last evaluation: {project.reports_dir}")
+        self.show_results(last)
         self._update_buttons()
 
     def _update_buttons(self, busy: bool = False) -> None:
@@ -199,9 +197,9 @@ class ResultsView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if result else 0)
         if name == "distil-evaluate":
-            if isinstance(result, dict):
-                self.show_results(result)
-                self.status.setText(f"evaluated; report written to {result.get('report')}")
+            if isinstance(result, Evaluation):
+                self.show_results(result.comparison)
+                self.status.setText(f"evaluated; report written to {result.report}")
             elif result is None:
                 self.status.setText("stopped (a distillation checkpoint was saved) or failed")
         elif name == "export" and isinstance(result, dict):
@@ -211,39 +209,39 @@ class ResultsView(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------------ drawing
-    def show_results(self, data: dict | None) -> None:
-        self.data = data
-        models = (data or {}).get("models", {})
+    def show_results(self, comparison: Comparison | None) -> None:
+        self.comparison = comparison
+        models = comparison.models if comparison is not None else []
         self.table.setRowCount(len(models))
-        for r, (name, m) in enumerate(models.items()):
-            speedup = m.get("speedup_vs_teacher")
-            cells = (TITLES.get(name, name), m.get("backbone", ""), _pct(m.get("miou")),
-                     _pct(m.get("miou16")), _pct(m.get("miou13")), _pct(m.get("pixel_acc")),
-                     f"{m['ms']:.1f}" if m.get("ms") is not None else "—",
-                     f"{speedup:.2f}×" if speedup else "—")
+        for r, m in enumerate(models):
+            speedup = comparison.speedup(m.name)
+            s = m.scores
+            cells = (m.title, m.backbone, _pct(s.miou), _pct(s.miou16), _pct(s.miou13), _pct(s.pixel_acc),
+                     f"{m.speed.ms:.1f}", f"{speedup:.2f}×" if speedup else "—")
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(r, c, item)
-        t, s = models.get("teacher"), models.get("student")
-        if t and s and t.get("ms") and s.get("ms"):
+        up = None if comparison is None else comparison.speedup("student")
+        if up:
+            t, s = comparison.model("teacher").speed, comparison.model("student").speed
             self.speed_label.setText(
-                f"Student {s['ms']:.1f} ms vs teacher {t['ms']:.1f} ms per image "
-                f"({t['ms'] / s['ms']:.2f}× faster) on {data.get('device', '?')}, "
-                f"{data.get('threads', '?')} threads, input {'x'.join(map(str, data.get('input_size', [])))}")
+                f"Student {s.ms:.1f} ms vs teacher {t.ms:.1f} ms per image ({up:.2f}× faster) on "
+                f"{comparison.device}, {comparison.threads} threads, input {'x'.join(map(str, comparison.speed_size))}")
         else:
             self.speed_label.setText("")
         self._draw_bars(models)
         self.matrix_model.blockSignals(True)
         self.matrix_model.clear()
-        for name in models:
-            self.matrix_model.addItem(TITLES.get(name, name), name)
-        if "student" in models:
-            self.matrix_model.setCurrentIndex(list(models).index("student"))
+        for m in models:
+            self.matrix_model.addItem(m.title, m.name)
+        names = [m.name for m in models]
+        if "student" in names:
+            self.matrix_model.setCurrentIndex(names.index("student"))
         self.matrix_model.blockSignals(False)
         self._draw_matrix()
 
-    def _draw_bars(self, models: dict) -> None:
+    def _draw_bars(self, models: list[ModelResult]) -> None:
         for item in self._bar_items:
             self.bars.removeItem(item)
         self._bar_items = []
@@ -251,14 +249,14 @@ class ResultsView(QWidget):
         legend.clear()
         n = max(len(models), 1)
         width = 0.8 / n
-        for k, (name, m) in enumerate(models.items()):
-            ious = m.get("per_class_iou", {})
+        for k, m in enumerate(models):
+            ious = dict(zip(m.scores.class_names(), m.scores.iou))
             heights = np.array([100 * (ious.get(c) or 0.0) for c in CLASS_NAMES])
             x = np.arange(len(CLASS_NAMES)) - 0.4 + width * (k + 0.5)
             bar = pg.BarGraphItem(x=x, height=heights, width=width * 0.95,
-                                  brush=MODEL_COLORS.get(name, "#CCCCCC"), pen=None)
+                                  brush=MODEL_COLORS.get(m.name, "#CCCCCC"), pen=None)
             self.bars.addItem(bar)
-            legend.addItem(bar, f"{TITLES.get(name, name)} ({_pct(m.get('miou'))})")
+            legend.addItem(bar, f"{m.title} ({_pct(m.scores.miou)})")
             self._bar_items.append(bar)
 
     def _matrix_hover(self, pos) -> None:
@@ -276,12 +274,12 @@ class ResultsView(QWidget):
 
     def _draw_matrix(self) -> None:
         name = self.matrix_model.currentData()
-        models = (self.data or {}).get("models", {})
-        if name not in models:
+        model = None if self.comparison is None or name is None else self.comparison.model(name)
+        if model is None:
             self.matrix_item.clear()
             return
-        m = np.asarray(models[name]["confusion"], dtype=np.float64)
+        m = model.scores.confusion[:, :model.scores.num_classes].astype(np.float64)
         rows = m.sum(axis=1, keepdims=True)
         norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
         self.matrix_item.setImage(norm.astype(np.float32), autoLevels=False, levels=(0.0, 1.0))
-        self.matrix.setTitle(TITLES.get(name, name), size="9pt")
+        self.matrix.setTitle(model.title, size="9pt")

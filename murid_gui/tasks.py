@@ -114,9 +114,10 @@ def relabel_job(folder: Path, r: int):
 def distil_evaluate_job(folder: Path):
     """Distil the student when there is none yet, then compare the project's models on target-val.
 
-    Returns the comparison as JSON (as reports/evaluation.json holds it) and the report's path.
+    Returns the usecases.Evaluation: the comparison (as reports/evaluation.json holds it) and the
+    report's path.
     """
-    def job(sink, control: Control) -> dict[str, Any] | None:
+    def job(sink, control: Control) -> usecases.Evaluation | None:
         project = Project.open(folder)
         usecases.require_teacher(project)
         if not project.checkpoint_path("student").is_file():
@@ -124,8 +125,7 @@ def distil_evaluate_job(folder: Path):
                 return None  # stopped: the distillation's checkpoint was saved
         if control.checkpoint():
             return None
-        evaluation = usecases.evaluate_project(project, sink=sink, control=control)
-        return None if evaluation is None else evaluation.to_json()  # None: stopped
+        return usecases.evaluate_project(project, sink=sink, control=control)  # None: stopped
     return _locked(folder, "distil and evaluate", job)
 
 

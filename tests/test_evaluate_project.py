@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from smoke_runs import copy_project, murid, one_thread, smoke_project
+from murid_engine.comparison import read_comparison
 from murid_engine.labels import IGNORE, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES
 from murid_engine.project import Project
 from murid_engine.report import CELL, MARGIN, confusion_image
@@ -92,8 +93,9 @@ def test_the_report_is_written_into_the_project(trained, both):
     for name in ("source_only", "teacher", "student"):
         img = cv2.imread(str(reports / f"confusion_{name}.png"))
         assert img is not None and img.shape[0] > 19 * CELL and img.shape[1] > 19 * CELL
-    stored = json.loads((reports / "evaluation.json").read_text())
-    assert stored["models"]["student"]["miou"] == both["models"]["student"]["miou"]
+    stored = read_comparison(reports)  # what the Results view shows when the project opens
+    assert stored.model("student").scores.miou == both["models"]["student"]["miou"]
+    assert stored.to_json() == {k: v for k, v in both.items() if k != "report"}
 
 
 def test_text_output_names_models_and_speed(trained):

@@ -6,6 +6,7 @@ from gui_helpers import close_window, copy_of, make_window, trained
 from PySide6.QtCore import Qt
 
 from murid_engine.project import Project
+from murid_engine.usecases import Evaluation
 
 
 def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
@@ -21,7 +22,7 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     with qtbot.waitSignal(window.runner.finished, timeout=90000) as blocker:
         qtbot.mouseClick(view.run_button, Qt.LeftButton)
         assert not view.run_button.isEnabled() and view.stop_button.isEnabled()
-    assert isinstance(blocker.args[1], dict), window.last_error
+    assert isinstance(blocker.args[1], Evaluation), window.last_error  # the typed record
     project = Project.open(folder)
     assert project.checkpoint_path("student").is_file()
     names = [view.table.item(r, 0).text() for r in range(view.table.rowCount())]
