@@ -23,8 +23,8 @@ import torch
 
 from murid_engine.bench.speed import Speed, measure_ms
 from murid_engine.data.base import Dataset
-from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes, image_size
+from murid_engine.json_record import read_json_record
 from murid_engine.metrics import SegmentationScores
 from murid_engine.model_store import project_model
 from murid_engine.project import Project
@@ -111,21 +111,10 @@ def write_comparison(folder: Path, comparison: Comparison) -> Path:
 
 def read_comparison(folder: Path) -> Comparison | None:
     """The comparison stored in `folder` (a project's reports/); None when there is none yet."""
-    path = Path(folder) / COMPARISON_FILE
     try:
-        data = json.loads(path.read_text())
+        return read_json_record(Path(folder) / COMPARISON_FILE, "a model comparison", Comparison.from_json)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable: {exc}") from None
-    try:
-        if not isinstance(data, dict):
-            raise TypeError("it is not a JSON object")
-        return Comparison.from_json(data)
-    except KeyError as exc:
-        raise UserError(f"{path} is not a model comparison: it has no {exc}") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise UserError(f"{path} is not a model comparison: {exc}") from None
 
 
 def _size(value: Any) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes
+from murid_engine.json_record import read_json_record
 from murid_engine.labels import CLASS_NAMES, NUM_CLASSES
 
 ROUND_FILE = "round.json"
@@ -124,21 +125,10 @@ def write_round_summary(round_dir: Path, summary: RoundSummary) -> None:
 
 def read_round_summary(round_dir: Path) -> RoundSummary:
     """The summary of a finished round (UserError if missing, unreadable or not a round summary)."""
-    path = Path(round_dir) / ROUND_FILE
     try:
-        data = json.loads(path.read_text())
+        return read_json_record(Path(round_dir) / ROUND_FILE, "a round summary", RoundSummary.from_json)
     except FileNotFoundError:
         raise UserError(f"{round_dir} is not a finished pseudo-label round (no {ROUND_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not readable: {exc}") from None
-    try:
-        if not isinstance(data, dict):
-            raise TypeError("it is not a JSON object")
-        return RoundSummary.from_json(data)
-    except KeyError as exc:
-        raise UserError(f"{path} is not a round summary: it has no {exc}") from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise UserError(f"{path} is not a round summary: {exc}") from None
 
 
 def _maybe_float(value: Any) -> float | None:
