@@ -35,7 +35,8 @@ class LossRecord:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "LossRecord":
         own = {"kind", "stage", "iteration", "round", "time_s"}
-        return cls(row["stage"], int(row["iteration"]), row.get("round"), float(row.get("time_s", 0.0)),
+        return cls(row["stage"], int(row.get("iteration", 0)), row.get("round"),
+                   float(row.get("time_s") or 0.0),
                    {k: float(v) for k, v in row.items() if k not in own and isinstance(v, (int, float))})
 
 

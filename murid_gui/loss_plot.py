@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from murid_engine.records import LossRecord, Record
 
 COLORS = ["#4FC3F7", "#FFB74D", "#81C784", "#E57373", "#BA68C8", "#FFF176", "#A1887F", "#90A4AE"]
 SMOOTHING = 0.9  # EMA weight of the past
@@ -43,16 +46,12 @@ class LossHistory:
         self.last_step = 0
 
     @classmethod
-    def from_records(cls, records: list[dict]) -> LossHistory:
-        """The loss records of metrics.jsonl ({'kind': 'losses', 'stage', 'iteration', 'time_s', ...})."""
+    def from_records(cls, records: Iterable[Record]) -> LossHistory:
+        """The loss records among a run's typed metrics records (murid_engine.records)."""
         history = cls()
         for r in records:
-            if r.get("kind") != "losses":
-                continue
-            values = {k: v for k, v in r.items()
-                      if k not in ("kind", "stage", "iteration", "round", "time_s")
-                      and isinstance(v, (int, float))}
-            history.add(r["stage"], int(r.get("iteration", 0)), float(r.get("time_s") or 0.0), values)
+            if isinstance(r, LossRecord):
+                history.add(r.stage, r.iteration, r.time_s, r.values)
         return history
 
     def add(self, stage: str, iteration: int, t: float, values: dict[str, float]) -> set[str]:
@@ -117,8 +116,8 @@ class LossPlot(QWidget):
     def series(self) -> dict[str, _Series]:
         return self.history.series
 
-    def load_history(self, records: list[dict]) -> None:
-        """Loss records of metrics.jsonl (parsed here; see set_history for a parsed one)."""
+    def load_history(self, records: Iterable[Record]) -> None:
+        """The loss records among typed metrics records (see set_history for a built history)."""
         self.set_history(LossHistory.from_records(records))
 
     def set_history(self, history: LossHistory) -> None:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from murid_engine.jobs import (EvaluationResult, Message, Preview, Progress, RoundReady, StageFinished,
                                StageStarted)
+from murid_engine.records import EvaluationRecord, read_records
 
 from .loss_plot import LossHistory, LossPlot
 from .preview_strip_view import PreviewStripView
@@ -39,13 +40,13 @@ def format_eta(seconds: float | None) -> str:
 class TrainHistory:
     """What the Train view shows of a project before (or without) a live run; read off the GUI thread."""
     losses: LossHistory
-    evals: list[dict]  # the 'eval' records with a score, in order
+    evals: list[EvaluationRecord]  # the evaluation records with a score, in order
     preview: Preview | None  # the latest round's pseudo-labels
 
 
 def read_history(project) -> TrainHistory:
-    records = project.read_metrics()
-    evals = [r for r in records if r.get("kind") == "eval" and r.get("miou") is not None]
+    records = read_records(project.read_metrics())
+    evals = [e for e in records if isinstance(e, EvaluationRecord) and e.miou is not None]
     r = project.latest_round()
     preview = round_preview(project, r) if r is not None else None
     return TrainHistory(LossHistory.from_records(records), evals, preview)
@@ -130,11 +131,11 @@ class TrainView(QWidget):
         self.log.clear()
         self.losses.set_history(history.losses)
         for e in history.evals:
-            where = f"{e['stage']}" + (f" round {e['round']}" if e.get("round") else "")
-            self.append_log(f"{where}: {e['model']} target-val mIoU {100 * e['miou']:.2f}")
+            where = e.stage + (f" round {e.round}" if e.round else "")
+            self.append_log(f"{where}: {e.model} target-val mIoU {100 * e.miou:.2f}")
         if history.evals:
             last = history.evals[-1]
-            self.score_label.setText(f"last target-val mIoU ({last['model']}): {100 * last['miou']:.1f}")
+            self.score_label.setText(f"last target-val mIoU ({last.model}): {100 * last.miou:.1f}")
         if history.preview is not None and not self.previews.history:
             self.previews.add(history.preview)  # until training runs: the latest round's labels
 

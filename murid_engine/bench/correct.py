@@ -36,6 +36,7 @@ from murid_engine.errors import UserError
 from murid_engine.jobs import EventSink, Message, NullSink
 from murid_engine.labels import IGNORE
 from murid_engine.project import Project
+from murid_engine.records import evaluations
 from murid_engine.regions.scoring import RoundRegions
 
 STRATEGIES = ("ranked", "random")
@@ -131,8 +132,8 @@ class RunOutcome:
 
 
 def _last_eval(project: Project, model: str) -> float | None:
-    evals = [r for r in project.read_metrics() if r.get("kind") == "eval" and r.get("model") == model]
-    return float(evals[-1]["miou"]) if evals else None
+    scored = [e.miou for e in evaluations(project.read_metrics()) if e.model == model]
+    return scored[-1] if scored else None
 
 
 def _prepare_base(cfg: CorrectConfig, sink: EventSink) -> tuple[Project, int]:

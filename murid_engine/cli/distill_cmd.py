@@ -15,6 +15,7 @@ from murid_engine.config import apply_overrides
 from murid_engine.errors import UserError
 from murid_engine.project import Project
 from murid_engine.project_lock import hold_project_lock
+from murid_engine.records import evaluations
 from murid_engine.usecases import distil, require_teacher
 
 from .progress_sink import TerminalSink
@@ -89,11 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if not done:
         print(f"stopped; continue with: murid distill --project {args.project} --resume")
         return 130
-    latest = {}
-    for record in project.read_metrics():
-        if (record.get("kind") == "eval" and record.get("model") in ("teacher", "student")
-                and record.get("miou") is not None):
-            latest[record["model"]] = record["miou"]
+    latest = {e.model: e.miou for e in evaluations(project.read_metrics())
+              if e.model in ("teacher", "student") and e.miou is not None}
     for name, miou in latest.items():
         print(f"{name:<8} target-val mIoU {100 * miou:.2f}")
     print(f"student: {project.checkpoint_path('student')}")

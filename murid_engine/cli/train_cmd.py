@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from murid_engine.config import apply_overrides, list_presets, load_preset
 from murid_engine.errors import UserError
 from murid_engine.project import Project
+from murid_engine.records import evaluations
 from murid_engine.run_config import RunConfig
 from murid_engine.usecases import check_can_train, with_datasets
 
@@ -129,8 +130,8 @@ def _train(args: argparse.Namespace, dist: DistContext) -> int:
     if not done:
         print(f"stopped; continue with: murid train --project {args.project} --resume")
         return 130
-    for record in project.read_metrics():
-        if record.get("kind") == "eval":
-            print(f"{record['stage']:<11} {record['model']:<12} target-val mIoU {100 * record['miou']:.2f}")
+    for e in evaluations(project.read_metrics()):
+        if e.miou is not None:
+            print(f"{e.stage:<11} {e.model:<12} target-val mIoU {100 * e.miou:.2f}")
     print(f"project {args.project}: checkpoints in {project.checkpoints_dir}")
     return 0
