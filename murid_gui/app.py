@@ -1,6 +1,6 @@
 """Entry point of the desktop app (``python app.py``, ``murid-app``).
 
-    python app.py [--project DIR] [--view start|train|review|results|predict] [--theme dark|light]
+    python app.py [--project DIR] [--view start|train|review|results|errors|predict] [--theme dark|light]
                   [--screenshot FILE] [--size WxH]
 
 ``--screenshot FILE`` renders the chosen view offscreen to a PNG and exits. Settings (recent
@@ -19,7 +19,7 @@ from pathlib import Path
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="murid-app", description="MURID Studio desktop app")
     p.add_argument("--project", type=Path, metavar="DIR", help="open this project folder")
-    p.add_argument("--view", choices=("start", "train", "review", "results", "predict"), default=None,
+    p.add_argument("--view", choices=("start", "train", "review", "results", "errors", "predict"), default=None,
                    help="the view to show first")
     p.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (default: dark)")
     p.add_argument("--screenshot", type=Path, metavar="FILE",

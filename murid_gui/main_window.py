@@ -18,6 +18,7 @@ from murid_engine.project import Project
 from murid_engine.project_lock import held_by_other
 
 from . import tasks
+from .error_browser import ErrorBrowser
 from .results_view import ResultsView
 from .review_view import ReviewView
 from .start_view import RecentProjects, StartView
@@ -26,7 +27,7 @@ from .predict_view import PredictView
 from .train_view import TrainView
 from .worker import JobRunner
 
-VIEWS = ("start", "train", "review", "results", "predict")
+VIEWS = ("start", "train", "review", "results", "errors", "predict")  # the tabs, in order
 
 
 class MainWindow(QMainWindow):
@@ -47,10 +48,11 @@ class MainWindow(QMainWindow):
         self.review_view = ReviewView(self.runner)
         self.results_view = ResultsView(self.runner)
         self.predict_view = PredictView(self.runner)
+        self.errors_view = ErrorBrowser(self.runner)
         self.tabs = QTabWidget()
         for view, name in ((self.start_view, "Start"), (self.train_view, "Train"),
                            (self.review_view, "Review"), (self.results_view, "Distil && evaluate"),
-                           (self.predict_view, "Predict")):
+                           (self.errors_view, "Errors"), (self.predict_view, "Predict")):
             self.tabs.addTab(view, name)
         self.setCentralWidget(self.tabs)
         self.tabs.currentChanged.connect(self._on_tab)
@@ -72,6 +74,7 @@ class MainWindow(QMainWindow):
         tv.pause_requested.connect(self.runner.pause)
         tv.resume_requested.connect(self.runner.resume)
         tv.stop_requested.connect(self.runner.stop)
+        self.results_view.confusion_cell_clicked.connect(self.show_confusion)
         r = self.runner
         r.event.connect(self._on_event)
         r.losses.connect(tv.losses.add_batch)
@@ -111,6 +114,11 @@ class MainWindow(QMainWindow):
     def show_view(self, name: str) -> None:
         self.tabs.setCurrentIndex(VIEWS.index(name))
 
+    def show_confusion(self, model: str, gt: int, pred: int) -> None:
+        """A confusion-matrix cell clicked: the Errors view lists the images where it happens most."""
+        self.errors_view.show_confusion(model, gt, pred)
+        self.show_view("errors")
+
     def open_project(self, folder: str | Path) -> bool:
         if self.runner.busy:
             self.report_error("a job is running: stop it before opening another project")
@@ -122,6 +130,7 @@ class MainWindow(QMainWindow):
             self.predict_view.set_project(project)
             self.review_view.set_project(project)
             self.results_view.set_project(project)
+            self.errors_view.set_project(project)
         except (UserError, OSError, ValueError) as exc:
             self.report_error(str(exc))
             return False
@@ -229,7 +238,7 @@ class MainWindow(QMainWindow):
         self._dialog = box
 
     def _set_project_views_enabled(self, enabled: bool) -> None:
-        for i in (1, 2, 3, 4):
+        for i in range(1, len(VIEWS)):
             self.tabs.setTabEnabled(i, enabled)
 
     def _on_tab(self, index: int) -> None:

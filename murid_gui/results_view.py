@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -43,6 +43,8 @@ def _pct(v) -> str:
 
 
 class ResultsView(QWidget):
+    confusion_cell_clicked = Signal(str, int, int)  # model, ground-truth class, predicted class
+
     def __init__(self, runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
@@ -108,6 +110,7 @@ class ResultsView(QWidget):
         self.matrix.getAxis("bottom").setTicks([[(i + 0.5, n) for i, n in enumerate(SHORT) if i % 2 == 0],
                                                 [(i + 0.5, n) for i, n in enumerate(SHORT) if i % 2]])
         self.matrix.scene().sigMouseMoved.connect(self._matrix_hover)
+        self.matrix.scene().sigMouseClicked.connect(self._matrix_click)
         matrix_box = QWidget()
         ml = QVBoxLayout(matrix_box)
         ml.setContentsMargins(0, 0, 0, 0)
@@ -259,16 +262,29 @@ class ResultsView(QWidget):
             legend.addItem(bar, f"{m.title} ({_pct(m.scores.miou)})")
             self._bar_items.append(bar)
 
+    def matrix_cell(self, scene_pos) -> tuple[int, int] | None:
+        """(ground truth, prediction) of the matrix cell at a scene position, None outside it."""
+        image = self.matrix_item.image
+        if image is None:
+            return None
+        p = self.matrix_item.mapFromScene(scene_pos)
+        gt, pred = int(np.floor(p.y())), int(np.floor(p.x()))
+        return (gt, pred) if 0 <= gt < image.shape[0] and 0 <= pred < image.shape[1] else None
+
+    def _matrix_click(self, event) -> None:
+        """A cell clicked: the Errors view lists the images holding that confusion most."""
+        cell = self.matrix_cell(event.scenePos())
+        if cell is not None and event.button() == Qt.LeftButton and self.matrix_model.currentData():
+            self.confusion_cell_clicked.emit(self.matrix_model.currentData(), *cell)
+
     def _matrix_hover(self, pos) -> None:
         """The cell under the mouse, in words: ground truth, prediction, share of the row."""
-        image = self.matrix_item.image
-        if image is None or not self.matrix.sceneBoundingRect().contains(pos):
-            return
-        p = self.matrix_item.mapFromScene(pos)
-        gt, pred = int(np.floor(p.y())), int(np.floor(p.x()))
-        if 0 <= gt < image.shape[0] and 0 <= pred < image.shape[1]:
+        cell = self.matrix_cell(pos) if self.matrix.sceneBoundingRect().contains(pos) else None
+        if cell is not None:
+            gt, pred = cell
             self.matrix.setToolTip(f"ground truth {CLASS_NAMES[gt]} → predicted {CLASS_NAMES[pred]}: "
-                                   f"{100 * image[gt, pred]:.1f}% of its pixels")
+                                   f"{100 * self.matrix_item.image[gt, pred]:.1f}% of its pixels "
+                                   "(click: the images where it happens most)")
         else:
             self.matrix.setToolTip("")
 

@@ -129,6 +129,15 @@ def distil_evaluate_job(folder: Path):
     return _locked(folder, "distil and evaluate", job)
 
 
+def error_analysis_job(folder: Path):
+    """Every model of the project over its val split, image by image; returns the ErrorAnalysis."""
+    def job(sink, control: Control):
+        from murid_engine.error_analysis import analyse_project
+
+        return analyse_project(Project.open(folder), sink, control)
+    return _locked(folder, "analyse errors", job)
+
+
 def export_job(folder: Path, fmt: str, out: Path | None = None):
     """Export the project's student (as `murid export`); returns the file written and its checks."""
     def job(sink, control: Control) -> dict[str, Any]:
