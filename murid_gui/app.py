@@ -96,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         w, h = (int(v) for v in args.size.lower().split("x"))
         if args.train_seconds > 0 and window.project is not None:
             _train_for(app, window, args.train_seconds)
-        window.train_view.reader.wait_idle()  # the project's history, read off the GUI thread
-        app.processEvents()
+        for _ in range(3):  # reads off the GUI thread; a result may start another (index, then image)
+            for reader in (window.train_view.reader, window.errors_view.reader):
+                reader.wait_idle()
+            app.processEvents()
         save_screenshot(window, args.screenshot, (w, h))
         if window.runner.busy:
             window.runner.stop()

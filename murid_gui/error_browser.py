@@ -73,7 +73,7 @@ class ErrorBrowser(QWidget):
         self.progress = QProgressBar()
         self.rank_model = QComboBox()
         self.rank_model.setToolTip("The model whose per-image mIoU orders the list")
-        self.rank_model.currentIndexChanged.connect(lambda _: self._fill_list())
+        self.rank_model.currentIndexChanged.connect(self._on_rank_model)
         self.status = QLabel("open a project")
         self.status.setMinimumWidth(50)
         self.status.setWordWrap(True)
@@ -103,10 +103,16 @@ class ErrorBrowser(QWidget):
         self.list.setTextElideMode(Qt.ElideMiddle)
         self.list.itemSelectionChanged.connect(self._on_select)
         self.panels = ErrorPanels()
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # the stem column gives way
+        list_box = QWidget()
+        lb = QVBoxLayout(list_box)
+        lb.setContentsMargins(0, 0, 0, 0)
+        lb.addWidget(QLabel("each image's own mIoU (%) by model"))
+        lb.addWidget(self.list, 1)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(self.list)
+        split.addWidget(list_box)
         split.addWidget(self.panels)
-        split.setSizes([300, 980])
+        split.setSizes([440, 840])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.status)
@@ -230,11 +236,12 @@ class ErrorBrowser(QWidget):
             cm_model, gt, pred = self.confusion
             ranked = a.confusion_ranking(cm_model, gt, pred)
             order, pixels = [i for i, _ in ranked], dict(ranked)
-            headers = ["image", "pixels"] + [f"{TITLES.get(m, m)} mIoU" for m in a.models]
+            shown = (cm_model,)  # room for the stem beside the pixel counts
+            headers = ["image", "pixels", TITLES.get(cm_model, cm_model)]
         else:
-            order, pixels = a.worst_first(model), {}
-            headers = ["image"] + [f"{TITLES.get(m, m)} mIoU" for m in a.models]
-        mious = {m: a.miou(m) for m in a.models}
+            order, pixels, shown = a.worst_first(model), {}, a.models
+            headers = ["image"] + [TITLES.get(m, m) for m in shown]
+        mious = {m: a.miou(m) for m in shown}
         self.list.setColumnCount(len(headers))
         self.list.setHorizontalHeaderLabels(headers)
         self.list.setRowCount(len(order))
@@ -244,7 +251,7 @@ class ErrorBrowser(QWidget):
             name.setToolTip(f"{a.stems[i]}\n{a.images[i]}")
             self.list.setItem(row, 0, name)
             cells = [f"{pixels[i]}"] if pixels else []
-            cells += ["—" if np.isnan(mious[m][i]) else f"{100 * mious[m][i]:.1f}" for m in a.models]
+            cells += ["—" if np.isnan(mious[m][i]) else f"{100 * mious[m][i]:.1f}" for m in shown]
             for col, text in enumerate(cells, start=1):
                 self.list.setItem(row, col, _Value(text))
         header = self.list.horizontalHeader()
@@ -256,6 +263,12 @@ class ErrorBrowser(QWidget):
             self.list.selectRow(0)
         else:
             self.panels.clear()
+
+    def _on_rank_model(self, _index: int) -> None:
+        if self.confusion is not None:  # the same cell, another model's images
+            self.show_confusion(self.current_model(), *self.confusion[1:])
+        else:
+            self._fill_list()
 
     def show_all(self) -> None:
         """Leave the confusion filter: every image, worst first."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -48,6 +48,18 @@ def _pct(v: float) -> str:
     return "—" if np.isnan(v) else f"{100 * float(v):.1f}"
 
 
+class _Title(pg.LabelItem):
+    """A panel title that asks for no width: every column is as wide as the others, so the
+    linked panels (one view range) show the image at one size whatever the titles say."""
+
+    def updateMin(self) -> None:  # noqa: N802 - pyqtgraph's name
+        super().updateMin()
+        self.setMinimumWidth(0)
+        self._sizeHint[Qt.SizeHint.MinimumSize] = (0, self._sizeHint[Qt.SizeHint.MinimumSize][1])
+        self._sizeHint[Qt.SizeHint.PreferredSize] = (0, self._sizeHint[Qt.SizeHint.PreferredSize][1])
+        self.updateGeometry()
+
+
 class ErrorPanels(QWidget):
     """The grid (row 1: image and predictions; row 2: ground truth and error maps) and the IoU table."""
 
@@ -63,6 +75,7 @@ class ErrorPanels(QWidget):
         self.error_bases: dict[str, pg.ImageItem] = {}
         self.errors: dict[str, pg.ImageItem] = {}
         self.titles: dict[str, pg.LabelItem] = {}
+        self.error_titles: dict[str, pg.LabelItem] = {}
         self.boxes: list[pg.ViewBox] = []
         legend = QLabel(
             f"error maps: <span style='color: rgb{WRONG_RGB}'>■</span> wrong · "
@@ -92,14 +105,15 @@ class ErrorPanels(QWidget):
             return
         self.models = models
         self.view.clear()
-        self.predictions, self.error_bases, self.errors, self.titles, self.boxes = {}, {}, {}, {}, []
-        self.image_title = self.view.addLabel("image", row=0, col=0)
-        self.gt_title = self.view.addLabel("ground truth", row=2, col=0)
+        self.predictions, self.error_bases, self.errors, self.boxes = {}, {}, {}, []
+        self.titles, self.error_titles = {}, {}
+        self._title("image", 0, 0)
+        self._title("ground truth", 2, 0)
         self._box(1, 0, self.image)
         self._box(3, 0, self.gt)
         for col, m in enumerate(models, start=1):
-            self.titles[m] = self.view.addLabel(TITLES.get(m, m), row=0, col=col)
-            self.view.addLabel(f"errors of the {TITLES.get(m, m)}", row=2, col=col)
+            self.titles[m] = self._title(TITLES.get(m, m), 0, col)
+            self.error_titles[m] = self._title(f"errors of the {TITLES.get(m, m)}", 2, col)
             self.predictions[m] = label_image_item()
             self._box(1, col, self.predictions[m])
             self.error_bases[m] = pg.ImageItem(axisOrder="row-major")
@@ -109,14 +123,30 @@ class ErrorPanels(QWidget):
         self.table.setHorizontalHeaderLabels(["class", "label px"] + [f"{TITLES.get(m, m)} IoU" for m in models])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
 
+    def _title(self, text: str, row: int, col: int) -> pg.LabelItem:
+        label = _Title(text)
+        self.view.addItem(label, row=row, col=col)
+        grid = self.view.ci.layout
+        grid.setRowFixedHeight(row, 22)  # the images take the height, not the titles
+        grid.setColumnStretchFactor(col, 1)
+        return label
+
     def _box(self, row: int, col: int, *items: pg.ImageItem) -> None:
-        box = self.view.addViewBox(row=row, col=col, lockAspect=True, invertY=True)
+        box = self.view.addViewBox(row=row, col=col, lockAspect=True, invertY=True, defaultPadding=0)
         for item in items:
             box.addItem(item)
         if self.boxes:  # zoom and pan one, all follow
             box.setXLink(self.boxes[0])
             box.setYLink(self.boxes[0])
+        else:
+            box.sigResized.connect(lambda _box: self.fit())  # a new window size shows the whole image again
         self.boxes.append(box)
+
+    def fit(self) -> None:
+        """The whole image in every panel (they are linked: setting the first sets all)."""
+        if self.shown is not None and self.boxes:
+            h, w = self.shown.gt.shape
+            self.boxes[0].setRange(QRectF(0, 0, w, h), padding=0)
 
     def clear(self) -> None:
         self.shown = None
@@ -139,9 +169,9 @@ class ErrorPanels(QWidget):
             set_label_image(self.errors[m], bundle.errors[m], error_lut())
             scored = int(counts[m].sum())
             wrong = scored - int(np.trace(counts[m][:, :NUM_CLASSES]))
-            self.titles[m].setText(f"{TITLES.get(m, m)}: {_pct(per_image_miou(counts[m]))} mIoU, "
-                                   f"{100 * wrong / max(scored, 1):.0f}% wrong")
-        self.boxes[0].autoRange(padding=0)
+            self.titles[m].setText(f"{TITLES.get(m, m)}: {_pct(per_image_miou(counts[m]))} mIoU")
+            self.error_titles[m].setText(f"errors: {100 * wrong / max(scored, 1):.0f}% wrong")
+        self.fit()
         label_px = counts[self.models[0]].sum(axis=1) if self.models else np.zeros(NUM_CLASSES)
         self._fill_table(label_px, ious)
 

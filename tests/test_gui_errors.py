@@ -123,6 +123,8 @@ def test_a_confusion_cell_click_lists_the_image_where_it_happens_most(qtbot, tmp
     _shown(qtbot, view, ROAD_AS_SIDEWALK)
     view.list.selectRow(1)
     _shown(qtbot, view, WORST)
+    view.rank_model.setCurrentIndex(view.rank_model.findData("teacher"))  # the same cell, the teacher's
+    assert view.list.rowCount() == 0 and "by the teacher: 0 images" in view.filter_label.text()
     view.show_all()
     assert view.list.rowCount() == 3 and not view.filter_box.isVisibleTo(view)
     close_window(window)
@@ -135,6 +137,11 @@ def test_analyse_the_trained_project_then_reopen_from_the_cache(qtbot, tmp_path,
     window.show_view("errors")
     view = window.errors_view
     qtbot.waitUntil(lambda: "No error analysis yet" in view.status.text(), timeout=30000)
+    with qtbot.waitSignal(window.runner.finished, timeout=90000) as blocker:
+        assert view.analyse()
+        qtbot.mouseClick(view.cancel_button, Qt.LeftButton)  # obeyed before the first prediction
+    assert blocker.args == ["error-analysis", None] and "stopped" in view.status.text()
+    assert not (folder / "errors" / "index.npz").exists() and not list((folder / "errors").glob("run-*"))
     with qtbot.waitSignal(window.runner.finished, timeout=90000) as blocker:
         qtbot.mouseClick(view.analyse_button, Qt.LeftButton)
         assert view.cancel_button.isEnabled() and not view.analyse_button.isEnabled()
