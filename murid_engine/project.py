@@ -9,6 +9,7 @@
     edits/<stem>.png          the user's painted labels: 255 = not edited, 254 = painted ignore
     edits/overrides.json      per-class threshold overrides and an optional portion
     exports/, reports/        exported models, evaluation reports
+    errors/                   per-image results on target-val (murid_engine.error_analysis)
 
 Every file is written whole, then renamed into place; metrics.jsonl is only ever appended to.
 """
