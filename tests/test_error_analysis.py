@@ -74,8 +74,9 @@ def test_writer_ranks_images_and_a_cancelled_run_keeps_the_last_analysis(tmp_pat
 
 
 def test_project_analysis_agrees_with_the_evaluation_and_stops_on_request(tmp_path, tmp_path_factory):
-    from murid_engine.comparison import compare_models
     from murid_engine.data import open_dataset
+    from murid_engine.inference import evaluate_model
+    from murid_engine.model_store import project_model
 
     project = Project.open(copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "p"))
     stopped = Control()
@@ -89,9 +90,9 @@ def test_project_analysis_agrees_with_the_evaluation_and_stops_on_request(tmp_pa
     progress = [e for e in sink.events if isinstance(e, Progress)]
     assert [e.iteration for e in progress] == list(range(1, len(val) + 1))
     # Summed over the images, the per-image counts are the evaluation's confusion matrix.
-    comparison = compare_models(project, list(analysis.models), val)
     for m in analysis.models:
-        np.testing.assert_array_equal(analysis.counts(m).sum(axis=0), comparison.model(m).scores.confusion)
+        scores = evaluate_model(project_model(project, m).model, val)
+        np.testing.assert_array_equal(analysis.counts(m).sum(axis=0), scores.confusion)
     assert analysis.stale_reason(project) is None
     reopened = load_analysis(project)
     assert reopened.stems == analysis.stems and reopened.worst_first("teacher") == analysis.worst_first("teacher")
