@@ -68,7 +68,7 @@ class EvaluationRecord:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "EvaluationRecord":
         return cls(row["stage"], row["model"], int(row.get("iteration", 0)), row.get("round"),
-                   float(row.get("time_s", 0.0)), row.get("miou"), dict(row.get("per_class_iou") or {}),
+                   float(row.get("time_s") or 0.0), row.get("miou"), dict(row.get("per_class_iou") or {}),
                    row.get("pixel_acc"))
 
 

@@ -141,7 +141,7 @@ def distil(project: Project, sink: Sink, control: Control | None = None,
 @dataclass(frozen=True)
 class Evaluation:
     comparison: Comparison
-    report: Path  # reports/index.html (with the confusion matrices and the JSON)
+    report: Path  # reports/evaluation.html (beside its confusion matrices and evaluation.json)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.comparison.to_json(), "report": str(self.report)}
