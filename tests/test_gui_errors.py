@@ -63,6 +63,18 @@ def crafted(tmp_path):
     return project.root, gt, predictions
 
 
+def _comparison(folder, names):
+    """What the Results view shows after an evaluation (the matrix's contents do not matter here)."""
+    from murid_engine.bench.speed import Speed
+    from murid_engine.comparison import Comparison, ModelResult
+    from murid_engine.metrics import SegmentationScores
+
+    scores = SegmentationScores.from_matrix(np.eye(19, dtype=np.int64), 3)
+    speed = Speed(1.0, (16, 8), 1, 1, "cpu")
+    models = [ModelResult(n, scores, speed, "tiny", folder / f"{n}.pt") for n in names]
+    return Comparison(folder, "folder", "val", None, (16, 8), 1, "cpu", models)
+
+
 def _open(qtbot, tmp_path, folder):
     window = make_window(qtbot, tmp_path)
     assert window.open_project(folder)
@@ -106,8 +118,7 @@ def test_a_confusion_cell_click_lists_the_image_where_it_happens_most(qtbot, tmp
     folder, gt, _ = crafted
     window, view = _open(qtbot, tmp_path, folder)
     results = window.results_view
-    matrix = np.eye(19, dtype=int).tolist()
-    results.show_results({"models": {"teacher": {"confusion": matrix}, "student": {"confusion": matrix}}})
+    results.show_results(_comparison(folder, ("teacher", "student")))
     window.show_view("results")
     qtbot.waitExposed(window)
     qtbot.wait(100)  # pyqtgraph settles its view range after the layout
