@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,14 @@ def check_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def export_student(net: nn.Module, fmt: str, out: Path, size: tuple[int, int],
-                   trained_size: tuple[int, int] | None = None) -> ExportResult:
+                   trained_size: tuple[int, int] | None = None,
+                   on_step: Callable[[int, int], None] | None = None) -> ExportResult:
     """Write `net` (a DeepLabV2, eval mode is set) to `out` as `fmt` and verify it.
 
     `size` (w, h) is the example input that traces the graph; the file is then run at that
     size and another against the PyTorch student, and refused if the argmax agrees on fewer
-    than 99.9% of the pixels.
+    than 99.9% of the pixels. `on_step(done, total)` follows the trace and each check
+    (progress); when it raises (a cancel), the file written is removed and the exception goes on.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -135,25 +138,32 @@ def export_student(net: nn.Module, fmt: str, out: Path, size: tuple[int, int],
     w, h = size
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     meta = metadata(int(model(example).shape[1]), trained_size)
+    steps = 1 + len(check_sizes(size))
     data = (_torchscript_bytes if fmt == "torchscript" else _onnx_bytes)(model, example, meta)
+    if on_step is not None:
+        on_step(1, steps)  # a cancel here: nothing was written yet
     try:
         atomic_write_bytes(out, data)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     result = ExportResult(out, fmt)
     gen = torch.Generator().manual_seed(1)
-    for n, (cw, ch) in enumerate(check_sizes(size), start=1):
-        x = torch.rand(n, 3, ch, cw, generator=gen)
-        ref = model(x).numpy()
-        got = _run_exported(out, fmt, x.numpy())
-        if got.shape != ref.shape:
-            out.unlink(missing_ok=True)
-            raise UserError(f"the exported {fmt} model returned shape {got.shape} for an input of "
-                            f"{cw}x{ch}, expected {ref.shape}; the file was removed")
-        share = float((got.argmax(1) == ref.argmax(1)).mean())
-        result.agreement[f"{cw}x{ch}"] = round(share, 6)
-        if share < AGREEMENT:
-            out.unlink(missing_ok=True)
-            raise UserError(f"the exported {fmt} model agrees with the PyTorch student on only "
-                            f"{100 * share:.2f}% of the pixels at {cw}x{ch}; the file was removed")
+    try:
+        for n, (cw, ch) in enumerate(check_sizes(size), start=1):
+            x = torch.rand(n, 3, ch, cw, generator=gen)
+            ref = model(x).numpy()
+            got = _run_exported(out, fmt, x.numpy())
+            if got.shape != ref.shape:
+                raise UserError(f"the exported {fmt} model returned shape {got.shape} for an input of "
+                                f"{cw}x{ch}, expected {ref.shape}; the file was removed")
+            share = float((got.argmax(1) == ref.argmax(1)).mean())
+            result.agreement[f"{cw}x{ch}"] = round(share, 6)
+            if share < AGREEMENT:
+                raise UserError(f"the exported {fmt} model agrees with the PyTorch student on only "
+                                f"{100 * share:.2f}% of the pixels at {cw}x{ch}; the file was removed")
+            if on_step is not None:
+                on_step(1 + n, steps)
+    except BaseException:
+        out.unlink(missing_ok=True)  # an unchecked (or failed, or cancelled) export is not kept
+        raise
     return result

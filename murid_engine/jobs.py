@@ -232,6 +232,37 @@ class Control:
         return self._stop.is_set()
 
 
+class StopRequested(Exception):
+    """Raised from inside a loop over images when the job's control says stop; the job catches
+    it, leaves what it had written before the loop as it was, and returns."""
+
+
+class ImageProgress:
+    """The callback a loop over images calls after each one: ``on_image(done, total)``.
+
+    It sends a Progress event (with an ETA) and checks the control there, so a long pass over a
+    dataset shows real progress and a cancel is obeyed within one image (StopRequested).
+    """
+    def __init__(self, sink: Callable[[Any], None], stage: str, control: Control | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        self.sink, self.stage, self.control = sink, stage, control
+        self._eta = EtaEstimator(clock=clock)
+        self._total: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total != self._total:
+            self._total = total
+            self._eta.start(total, 0)
+        self._eta.update(done)
+        self.sink(self._eta.progress(self.stage))
+        self.check()
+
+    def check(self) -> None:
+        """Raise StopRequested when a stop was asked (blocks while paused)."""
+        if self.control is not None and self.control.checkpoint():
+            raise StopRequested
+
+
 class EtaEstimator:
     """Seconds per iteration smoothed over the last ``window`` updates, and the ETAs it implies."""
     def __init__(self, window: int = 20, clock: Clock = time.monotonic) -> None:

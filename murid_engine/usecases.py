@@ -18,7 +18,8 @@ from murid_engine.config import apply_overrides, load_preset
 from murid_engine.curriculum.round_summary import RoundSummary
 from murid_engine.data import parse_spec
 from murid_engine.errors import UserError
-from murid_engine.jobs import Control, EvaluationResult, Progress, RoundReady, StageFinished, StageStarted
+from murid_engine.jobs import (Control, EvaluationResult, ImageProgress, Progress, RoundReady, StageFinished,
+                               StageStarted, StopRequested)
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
 
@@ -84,12 +85,14 @@ def check_portion(portion: float | None, what: str = "the portion") -> None:
 
 
 def write_next_round(project: Project, portion: float | None = None, device: str | None = None,
-                     sink: Sink = _quiet) -> RoundWritten:
+                     sink: Sink = _quiet, control: Control | None = None) -> RoundWritten | None:
     """Label the target-train images with the project's teacher as the next round.
 
     Numbered after the latest complete round (from 1) and written exactly as the curriculum
     writes its rounds, so overrides and edits apply and a resumed curriculum trains on it.
-    `portion` None: the project's portion override, else the curriculum schedule's.
+    `portion` None: the project's portion override, else the curriculum schedule's. Progress
+    follows every image and `control` is checked there: a stop returns None within one image,
+    the new round's folder removed and the earlier rounds as they were.
     """
     check_portion(portion)
     cfg = project.config
@@ -108,7 +111,12 @@ def write_next_round(project: Project, portion: float | None = None, device: str
     sink(StageStarted("pseudo-label"))
     # Read image by image while labelling (memory does not grow with the number of images).
     target = open_dataset(cfg.data.target, cfg.data.target_split)
-    summary = label_round(project, r, p, teacher.model.to(dev), dev, target=target)
+    try:
+        summary = label_round(project, r, p, teacher.model.to(dev), dev, target=target,
+                              on_image=ImageProgress(sink, f"pseudo-label round {r}", control))
+    except StopRequested:
+        sink(StageFinished("pseudo-label"))
+        return None
     folder = project.round_dir(r)
     sink(RoundReady.of(summary, folder))
     sink(StageFinished("pseudo-label"))
@@ -147,10 +155,6 @@ class Evaluation:
         return {**self.comparison.to_json(), "report": str(self.report)}
 
 
-class _Stopped(Exception):
-    """Raised from inside a loop over images when the user stops the job."""
-
-
 def evaluate_project(project: Project, names: Sequence[str] | None = None, spec: str | None = None,
                      split: str | None = None, threads: int | None = None,
                      sink: Sink = _quiet, control: Control | None = None) -> Evaluation | None:
@@ -179,12 +183,12 @@ def evaluate_project(project: Project, names: Sequence[str] | None = None, spec:
     def each(name: str, done: int, total: int) -> None:
         sink(Progress(f"evaluate {name.replace('_', '-')}", done, total))
         if control is not None and control.checkpoint():
-            raise _Stopped
+            raise StopRequested
 
     try:
         comparison = compare_models(project, list(names), dataset, threads, resolve_device(cfg.device),
                                     on_image=each)
-    except _Stopped:
+    except StopRequested:
         sink(StageFinished("evaluate"))
         return None
     report = write_report(project.reports_dir, comparison)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget
+from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QTabWidget)
 
 from murid_engine.errors import UserError
-from murid_engine.jobs import Message, StageStarted
+from murid_engine.jobs import Message, Progress, StageFinished, StageStarted
 from murid_engine.project import Project
 from murid_engine.project_lock import held_by_other
 
@@ -24,6 +25,7 @@ from .review_view import ReviewView
 from .start_view import RecentProjects, StartView
 from .theme import apply_theme, current_theme, restyle_plots
 from .predict_view import PredictView
+from .reader import Reader
 from .train_view import TrainView
 from .worker import JobRunner
 
@@ -38,15 +40,17 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("MURID", "MURID Studio")
         self.project: Project | None = None
         self.last_error: str | None = None
+        self._job_failed = False  # the running job reported a failure (its result is None)
         self._dialog: QMessageBox | None = None
         self.demo_preset = "cpu-demo"
         self.demo_synth: dict | None = None  # SynthCity sizes (None: the generator's defaults)
         self.runner = JobRunner(self)
+        self.reader = Reader(self)  # the views' reads of project files, off the GUI thread
 
         self.start_view = StartView(RecentProjects(self.settings))
-        self.train_view = TrainView()
-        self.review_view = ReviewView(self.runner)
-        self.results_view = ResultsView(self.runner)
+        self.train_view = TrainView(reader=self.reader)
+        self.review_view = ReviewView(self.runner, reader=self.reader)
+        self.results_view = ResultsView(self.runner, reader=self.reader)
         self.predict_view = PredictView(self.runner)
         self.errors_view = ErrorBrowser(self.runner)
         self.tabs = QTabWidget()
@@ -58,12 +62,18 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tab)
 
         self.status_label = QLabel("Ready")
+        # Every job's progress (busy until its first Progress event) and one Cancel for all jobs.
         self.busy_bar = QProgressBar()
-        self.busy_bar.setMaximumWidth(160)
+        self.busy_bar.setMaximumWidth(200)
         self.busy_bar.setRange(0, 0)
         self.busy_bar.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job (training saves a checkpoint first)")
+        self.cancel_button.clicked.connect(self.runner.stop)
+        self.cancel_button.hide()
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.busy_bar)
+        self.statusBar().addPermanentWidget(self.cancel_button)
         self._menus()
 
         sv, tv = self.start_view, self.train_view
@@ -150,15 +160,15 @@ class MainWindow(QMainWindow):
         return True
 
     def create_project(self, folder: str, source: str, target: str, preset: str) -> bool:
+        """Create the project on the worker (it checks the datasets); it opens when created."""
         if not folder:
             self.report_error("choose a folder for the new project")
             return False
-        try:
-            tasks.create_project(Path(folder), source, target, preset)
-        except (UserError, OSError) as exc:
-            self.report_error(str(exc))
+        if self.runner.busy:
+            self.report_error(f"the {self.runner.current} job is running; wait for it or stop it first")
             return False
-        return self.open_project(folder)
+        self.status_label.setText(f"creating the project in {folder} …")
+        return self.runner.start("create", tasks.create_job(Path(folder), source, target, preset))
 
     def start_demo(self, folder: str) -> bool:
         if not folder:
@@ -181,6 +191,12 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ worker signals
     def _on_event(self, event) -> None:
         name = self.runner.current
+        if isinstance(event, Progress):
+            self.busy_bar.setRange(0, max(event.total, 1))
+            self.busy_bar.setValue(event.iteration)
+            self.busy_bar.setFormat(f"{event.stage} %v/%m")
+        elif isinstance(event, (StageStarted, StageFinished)):
+            self.busy_bar.setRange(0, 0)  # busy until the stage's first progress
         if name == "train":
             self.train_view.on_event(event)
             if type(event).__name__ == "RoundReady":
@@ -197,19 +213,23 @@ class MainWindow(QMainWindow):
             self.status_label.setText(f"{event.stage}: started")
 
     def _on_failed(self, name: str, message: str, detail: str) -> None:
+        self._job_failed = True
         self.report_error(f"The {name} job failed: {message}", detail)
 
     def _on_finished(self, name: str, result) -> None:
-        if name == "demo" and isinstance(result, str):
+        if name in ("demo", "create") and isinstance(result, str):
             if self.open_project(result):
                 self.show_view("train")
+        elif name == "demo" and not self._job_failed:
+            self.status_label.setText("demo generation cancelled; what it had written was removed")
         elif name == "train":
             if result is not None:  # None: it failed, and the status shows why
                 self.status_label.setText("training finished" if result else
                                           "training stopped; a checkpoint was saved")
             if self.project is not None:
                 self.review_view.set_project(self.project)
-                self.train_view.start_button.setText("▶ Continue training")
+                self.train_view.refresh_state(self.project)
+                self.results_view.set_project(self.project)  # a new teacher may make the student stale
         elif name in ("distil-evaluate", "export"):
             self.results_view.job_finished(name, result)
         elif name in ("pseudo", "relabel"):
@@ -217,8 +237,13 @@ class MainWindow(QMainWindow):
 
     def _on_busy(self, busy: bool) -> None:
         self.busy_bar.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setFormat("%p%")
+        if busy:
+            self._job_failed = False
+        self.train_view.set_busy(busy)  # one job at a time
         self.train_view.set_running(busy and self.runner.current == "train")
-        self.train_view.start_button.setEnabled(not busy)  # one job at a time
         self.start_view.set_busy(busy)
         self.results_view.set_busy(busy)
         self.review_view.set_busy(busy)
@@ -248,4 +273,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.review_view.save_current()
         self.runner.shutdown()
+        self.reader.shutdown()
         super().closeEvent(event)

@@ -6,6 +6,8 @@ buttons. A project's last comparison (reports/evaluation.json) is shown when it 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -28,9 +30,11 @@ from murid_engine.errors import UserError
 from murid_engine.jobs import Progress, StageFinished, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Project
+from murid_engine.project_state import student_is_stale
 from murid_engine.usecases import Evaluation
 
 from . import tasks
+from .reader import Reader
 
 MODEL_COLORS = {"source_only": "#90A4AE", "teacher": "#FFB74D", "student": "#4FC3F7"}
 SHORT = ("road", "sidew.", "build.", "wall", "fence", "pole", "light", "sign", "veget.", "terr.",
@@ -42,14 +46,37 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
+@dataclass(frozen=True)
+class SavedResults:
+    """What the view shows of a project when it opens, read on the reader thread."""
+    comparison: Comparison | None  # reports/evaluation.json, None when there is none
+    problem: str | None  # why it could not be read
+    has_student: bool
+    student_stale: bool  # the teacher was trained on after the student was distilled
+    has_report_html: bool
+
+
+def read_saved_results(project: Project) -> SavedResults:
+    comparison = problem = None
+    try:
+        comparison = read_comparison(project.reports_dir)
+    except UserError as exc:
+        problem = f"{exc}; evaluate again"
+    return SavedResults(comparison, problem, project.checkpoint_path("student").is_file(),
+                        student_is_stale(project), (project.reports_dir / "evaluation.html").is_file())
+
+
 class ResultsView(QWidget):
     confusion_cell_clicked = Signal(str, int, int)  # model, ground-truth class, predicted class
 
-    def __init__(self, runner, parent: QWidget | None = None) -> None:
+    def __init__(self, runner, parent: QWidget | None = None, reader: Reader | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
+        self.reader = reader or Reader(self)
         self.project: Project | None = None
         self.comparison: Comparison | None = None
+        self.saved: SavedResults | None = None  # None while the reader looks
+        self.busy = False
         self.exported: list[str] = []
 
         self.run_button = QPushButton("⚗ Distil && evaluate")
@@ -62,6 +89,21 @@ class ResultsView(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setMinimumWidth(50)
+        # A student older than its teacher: said in words, with the one click that fixes it.
+        self.stale_label = QLabel("⚠ The student is stale: the teacher was trained on after this "
+                                  "student was distilled, so its scores and exports describe an "
+                                  "older teacher.")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet("color: #FFB74D;")
+        self.redistil_button = QPushButton("Re-distil")
+        self.redistil_button.setToolTip("Distil a new student from the current teacher, then evaluate")
+        self.redistil_button.clicked.connect(self.redistil)
+        self.stale_box = QWidget()
+        stale_row = QHBoxLayout(self.stale_box)
+        stale_row.setContentsMargins(0, 0, 0, 0)
+        stale_row.addWidget(self.stale_label, 1)
+        stale_row.addWidget(self.redistil_button)
+        self.stale_box.hide()
         self.report_button = QPushButton("Open report")
         self.report_button.setToolTip("The HTML report (tables and confusion matrices) in the project's reports/")
         self.report_button.clicked.connect(self.open_report)
@@ -126,6 +168,7 @@ class ResultsView(QWidget):
         split.setSizes([700, 420])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.stale_box)
         layout.addWidget(self.status)
         layout.addWidget(self.table)
         layout.addWidget(self.speed_label)
@@ -136,34 +179,60 @@ class ResultsView(QWidget):
     def set_project(self, project: Project) -> None:
         self.project = project
         self.exported = []
-        try:
-            last = read_comparison(project.reports_dir)
-        except UserError as exc:
-            last = None
-            self.status.setText(f"{exc}; evaluate again")
+        self.saved = None
+        self.show_results(None)
+        self.status.setText("reading the last evaluation …")
+        self._update_buttons()
+        self.reader.read("results", lambda: read_saved_results(project), self._show_saved,
+                         lambda message: self.status.setText(f"could not read the last evaluation: {message}"))
+
+    def _show_saved(self, saved: SavedResults) -> None:
+        self.saved = saved
+        self.show_results(saved.comparison)
+        if saved.problem is not None:
+            self.status.setText(saved.problem)
         else:
             self.status.setText("Not evaluated yet: one click distils the student and evaluates it."
-                                if last is None else f"last evaluation: {project.reports_dir}")
-        self.show_results(last)
+                                if saved.comparison is None else f"last evaluation: {self.project.reports_dir}")
         self._update_buttons()
 
-    def _update_buttons(self, busy: bool = False) -> None:
-        has_student = self.project is not None and self.project.checkpoint_path("student").is_file()
-        self.run_button.setEnabled(not busy and self.project is not None)
+    @property
+    def student_stale(self) -> bool:
+        return self.saved is not None and self.saved.student_stale
+
+    def _update_buttons(self, busy: bool | None = None) -> None:
+        if busy is not None:
+            self.busy = busy
+        busy = self.busy
+        has_student = self.saved is not None and self.saved.has_student
+        ready = self.project is not None and self.saved is not None
+        self.run_button.setEnabled(not busy and ready)
         self.stop_button.setEnabled(busy)
         for b in self.export_buttons.values():
             b.setEnabled(not busy and has_student)
         self.report_button.setEnabled(self.report_path() is not None)
         self.run_button.setText("⚗ Evaluate again" if has_student else "⚗ Distil && evaluate")
+        self.stale_box.setVisible(self.student_stale)
+        self.redistil_button.setEnabled(not busy and self.student_stale)
+        self.table_marks_stale()
+
+    def table_marks_stale(self) -> None:
+        """The student's row says 'stale' while its teacher is newer."""
+        student = None if self.comparison is None else self.comparison.model("student")
+        if student is None:
+            return
+        for r in range(self.table.rowCount()):
+            item = self.table.item(r, 0)
+            if item is not None and item.text().startswith(student.title):
+                item.setText(student.title + (" (stale)" if self.student_stale else ""))
 
     def set_busy(self, busy: bool) -> None:
         self._update_buttons(busy)
 
     def report_path(self):
-        if self.project is None:
+        if self.project is None or self.saved is None or not self.saved.has_report_html:
             return None
-        path = self.project.reports_dir / "evaluation.html"
-        return path if path.is_file() else None
+        return self.project.reports_dir / "evaluation.html"
 
     def open_report(self) -> bool:
         from PySide6.QtCore import QUrl
@@ -178,6 +247,13 @@ class ResultsView(QWidget):
             return False
         self.progress.setRange(0, 0)
         return self.runner.start("distil-evaluate", tasks.distil_evaluate_job(self.project.root))
+
+    def redistil(self) -> bool:
+        """Distil a new student from the current teacher (the stale one is replaced), then evaluate."""
+        if self.project is None:
+            return False
+        self.progress.setRange(0, 0)
+        return self.runner.start("distil-evaluate", tasks.distil_evaluate_job(self.project.root, redistil=True))
 
     def export(self, fmt: str) -> bool:
         if self.project is None:
@@ -209,6 +285,17 @@ class ResultsView(QWidget):
             self.exported.append(result["path"])
             checks = ", ".join(f"{100 * v:.2f}% at {k}" for k, v in result.get("agreement", {}).items())
             self.status.setText(f"exported {result['format']} to {result['path']} (agreement {checks})")
+        elif name == "export":
+            self.status.setText("export cancelled (no file was kept) or failed")
+        if name == "distil-evaluate" and isinstance(result, Evaluation):  # a fresh student and its report
+            self.saved = SavedResults(result.comparison, None, True, False, True)
+        elif name == "distil-evaluate" and self.project is not None:  # stopped or failed: look again
+            self.reader.read("results-state", lambda p=self.project: read_saved_results(p), self._after_job)
+        self._update_buttons()
+
+    def _after_job(self, saved: SavedResults) -> None:
+        """Whether there is a student now, and whether it is stale, once the job has written."""
+        self.saved = saved
         self._update_buttons()
 
     # ------------------------------------------------------------------ drawing
@@ -225,6 +312,7 @@ class ResultsView(QWidget):
                 item = QTableWidgetItem(text)
                 item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                 self.table.setItem(r, c, item)
+        self.table_marks_stale()
         up = None if comparison is None else comparison.speedup("student")
         if up:
             t, s = comparison.model("teacher").speed, comparison.model("student").speed

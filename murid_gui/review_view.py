@@ -30,6 +30,7 @@ from murid_engine.curriculum.round_summary import RoundSummary, read_round_summa
 from murid_engine.curriculum.rounds import load_round_image
 from murid_engine.curriculum.thresholds import rethreshold
 from murid_engine.errors import UserError
+from murid_engine.jobs import Progress, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
 
@@ -37,6 +38,7 @@ from . import tasks
 from .class_legend import ClassLegend, swatch
 from .image_list import ImageList
 from .label_canvas import MODES, LabelCanvas
+from .reader import Reader
 from .region_queue import RegionQueue
 from .round_data import TargetImages
 from .threshold_panel import ThresholdPanel
@@ -45,9 +47,10 @@ SHORTCUTS = {"pan": "P", "brush": "B", "eraser": "E", "fill": "F"}
 
 
 class ReviewView(QWidget):
-    def __init__(self, runner, parent: QWidget | None = None) -> None:
+    def __init__(self, runner, parent: QWidget | None = None, reader: Reader | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
+        self.reader = reader or Reader(self)
         self.project: Project | None = None
         self.round: int | None = None
         self.info: RoundSummary | None = None
@@ -304,8 +307,11 @@ class ReviewView(QWidget):
         self.runner.start("relabel", tasks.relabel_job(self.project.root, self.round))
 
     def on_event(self, event) -> None:
-        if type(event).__name__ == "StageStarted":
+        if isinstance(event, StageStarted):
             self.status.setText(f"{event.stage} …")
+        elif isinstance(event, Progress):  # the pseudo-label pass, image by image
+            eta = "" if event.eta_s is None else f", about {event.eta_s:.0f} s left"
+            self.status.setText(f"{event.stage}: {event.iteration}/{event.total} images{eta}")
 
     def round_ready(self, r: int) -> None:
         """A round was written (by training): list it without leaving the image being reviewed."""
@@ -321,6 +327,9 @@ class ReviewView(QWidget):
             self.status.setText(f"round {r} is ready: choose it above to review it")
 
     def job_finished(self, name: str, result) -> None:
+        if name == "pseudo" and result is None:
+            self.status.setText("pseudo-labelling stopped: no new round was written; the earlier rounds "
+                                "are as they were")
         if name in ("pseudo", "relabel") and isinstance(result, int) and self.project is not None:
             self.set_project(self.project)
             index = self.round_box.findData(result)

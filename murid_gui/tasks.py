@@ -13,7 +13,8 @@ from typing import Any
 
 from murid_engine import usecases
 from murid_engine.errors import UserError
-from murid_engine.jobs import Control, Message, Progress, RoundReady, StageFinished, StageStarted
+from murid_engine.jobs import (Control, ImageProgress, Message, Progress, RoundReady, StageFinished,
+                               StageStarted, StopRequested)
 from murid_engine.project import Project
 from murid_engine.project_lock import lock_project
 
@@ -59,6 +60,13 @@ def create_project(folder: Path, source: str, target: str, preset: str) -> Proje
     return usecases.create_project(folder, source, target, preset)
 
 
+def create_job(folder: Path, source: str, target: str, preset: str):
+    """`create_project` on the worker (it looks at the datasets); returns the project's folder."""
+    def job(sink, control: Control) -> str:
+        return str(create_project(folder, source, target, preset).root)
+    return job
+
+
 def train_job(folder: Path):
     """The whole pipeline; continues from checkpoints/latest.pt when the project has one."""
     def job(sink, control: Control) -> bool:
@@ -70,8 +78,9 @@ def train_job(folder: Path):
 
 
 def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | None = None):
-    """Generate SynthCity into folder/synthcity and create folder/project on it; returns the project."""
-    def job(sink, control: Control) -> str:
+    """Generate SynthCity into folder/synthcity and create folder/project on it; returns the
+    project (None when cancelled)."""
+    def job(sink, control: Control) -> str | None:
         from murid_engine.synthcity import SynthConfig, generate
 
         root = Path(folder)
@@ -79,10 +88,16 @@ def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | Non
         if Project.is_project(project_dir):
             sink(Message(f"the demo project {project_dir} exists already: opening it"))
             return str(project_dir)
-        sink(StageStarted("generate SynthCity"))
-        # The generator's pool uses 'spawn' (fresh interpreters, no fork of this Qt process).
-        generate(data, SynthConfig(**(synth or {})))  # defaults: the data of the cpu-demo preset
-        sink(StageFinished("generate SynthCity"))
+        stage = "generate SynthCity"
+        sink(StageStarted(stage))
+        try:
+            # The generator's pool uses 'spawn' (fresh interpreters, no fork of this Qt process);
+            # a cancel ends it within one image and removes what it wrote.
+            generate(data, SynthConfig(**(synth or {})),  # defaults: the data of the cpu-demo preset
+                     on_image=ImageProgress(sink, stage, control))
+        except StopRequested:
+            return None
+        sink(StageFinished(stage))
         spec = f"synthcity:{data}"
         create_project(project_dir, spec, spec, preset)
         return str(project_dir)
@@ -90,9 +105,11 @@ def demo_job(folder: Path, preset: str = "cpu-demo", synth: dict[str, int] | Non
 
 
 def pseudo_job(folder: Path, portion: float | None = None):
-    """Write the project's next pseudo-label round with its teacher (as `murid pseudo`)."""
-    def job(sink, control: Control) -> int:
-        return usecases.write_next_round(Project.open(folder), portion, sink=sink).round
+    """Write the project's next pseudo-label round with its teacher (as `murid pseudo`);
+    None when cancelled (the earlier rounds stay as they were)."""
+    def job(sink, control: Control) -> int | None:
+        written = usecases.write_next_round(Project.open(folder), portion, sink=sink, control=control)
+        return None if written is None else written.round
     return _locked(folder, "pseudo-label", job)
 
 
@@ -111,8 +128,9 @@ def relabel_job(folder: Path, r: int):
     return _locked(folder, "relabel", job)
 
 
-def distil_evaluate_job(folder: Path):
-    """Distil the student when there is none yet, then compare the project's models on target-val.
+def distil_evaluate_job(folder: Path, redistil: bool = False):
+    """Distil the student when there is none yet (or afresh, `redistil`: a stale student), then
+    compare the project's models on target-val.
 
     Returns the usecases.Evaluation: the comparison (as reports/evaluation.json holds it) and the
     report's path.
@@ -120,8 +138,8 @@ def distil_evaluate_job(folder: Path):
     def job(sink, control: Control) -> usecases.Evaluation | None:
         project = Project.open(folder)
         usecases.require_teacher(project)
-        if not project.checkpoint_path("student").is_file():
-            if not usecases.distil(project, sink, control):
+        if redistil or not project.checkpoint_path("student").is_file():
+            if not usecases.distil(project, sink, control, resume=False if redistil else None):
                 return None  # stopped: the distillation's checkpoint was saved
         if control.checkpoint():
             return None
@@ -139,8 +157,9 @@ def error_analysis_job(folder: Path):
 
 
 def export_job(folder: Path, fmt: str, out: Path | None = None):
-    """Export the project's student (as `murid export`); returns the file written and its checks."""
-    def job(sink, control: Control) -> dict[str, Any]:
+    """Export the project's student (as `murid export`); returns the file written and its checks
+    (None when cancelled: no file is left)."""
+    def job(sink, control: Control) -> dict[str, Any] | None:
         from murid_engine.bench.speed import project_input_size
         from murid_engine.export import SUFFIXES, export_student
         from murid_engine.model_store import project_model
@@ -149,10 +168,14 @@ def export_job(folder: Path, fmt: str, out: Path | None = None):
         loaded = project_model(project, "student")
         target = Path(out) if out else project.exports_dir / f"student{SUFFIXES[fmt]}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        sink(StageStarted(f"export {fmt}"))
-        result = export_student(loaded.model, fmt, target, project_input_size(project),
-                                loaded.config.data.target_size)
-        sink(StageFinished(f"export {fmt}"))
+        stage = f"export {fmt}"
+        sink(StageStarted(stage))
+        try:  # progress after the trace and each check; a cancel is obeyed there
+            result = export_student(loaded.model, fmt, target, project_input_size(project),
+                                    loaded.config.data.target_size, on_step=ImageProgress(sink, stage, control))
+        except StopRequested:
+            return None
+        sink(StageFinished(stage))
         return result.to_json()
     return job
 

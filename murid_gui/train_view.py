@@ -21,6 +21,8 @@ from murid_engine.jobs import (EvaluationResult, Message, Preview, Progress, Rou
                                StageStarted)
 from murid_engine.records import EvaluationRecord, read_records
 
+from murid_engine.project_state import ProjectState, project_state
+
 from .loss_plot import LossHistory, LossPlot
 from .preview_strip_view import PreviewStripView
 from .reader import Reader
@@ -42,6 +44,7 @@ class TrainHistory:
     losses: LossHistory
     evals: list[EvaluationRecord]  # the evaluation records with a score, in order
     preview: Preview | None  # the latest round's pseudo-labels
+    state: ProjectState  # which stages are done, and what can come next
 
 
 def read_history(project) -> TrainHistory:
@@ -49,7 +52,7 @@ def read_history(project) -> TrainHistory:
     evals = [e for e in records if isinstance(e, EvaluationRecord) and e.miou is not None]
     r = project.latest_round()
     preview = round_preview(project, r) if r is not None else None
-    return TrainHistory(LossHistory.from_records(records), evals, preview)
+    return TrainHistory(LossHistory.from_records(records), evals, preview, project_state(project, records))
 
 
 class TrainView(QWidget):
@@ -64,6 +67,8 @@ class TrainView(QWidget):
         super().__init__(parent)
         self.reader = reader or Reader(self)
         self.history_pending = False
+        self.state: ProjectState | None = None  # None until the reader has looked
+        self.busy = False
         self.title = QLabel("No project open")
         self.title.setMinimumWidth(50)
         self.start_button = QPushButton("▶ Start training")
@@ -78,6 +83,8 @@ class TrainView(QWidget):
         self.round_bar = QProgressBar()
         self.eta_label = QLabel(format_eta(None))
         self.score_label = QLabel("")
+        self.next_label = QLabel("")  # the project's state in words: what can be done next
+        self.next_label.setWordWrap(True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
@@ -107,6 +114,7 @@ class TrainView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(buttons)
+        layout.addWidget(self.next_label)
         layout.addLayout(grid)
         layout.addWidget(body, 1)
         self.paused = False
@@ -119,7 +127,11 @@ class TrainView(QWidget):
         self.previews.clear()
         self.log.clear()
         self.score_label.setText("")
-        self.start_button.setText("▶ Continue training" if project.latest_checkpoint() else "▶ Start training")
+        self.state = None
+        self.start_button.setText("▶ Start training")
+        self.next_label.setText("reading the project …")
+        self._update_start()
+        self._reset_bars()
         # metrics.jsonl of a long run has tens of thousands of rows: read on the reader thread.
         self.history_pending = True
         self.append_log("reading the training history …")
@@ -128,6 +140,7 @@ class TrainView(QWidget):
 
     def _show_history(self, history: TrainHistory) -> None:
         self.history_pending = False
+        self.apply_state(history.state)
         self.log.clear()
         self.losses.set_history(history.losses)
         for e in history.evals:
@@ -142,9 +155,51 @@ class TrainView(QWidget):
     def _history_failed(self, project, message: str) -> None:
         self.history_pending = False
         self.append_log(f"could not read the training history of {project.root}: {message}")
+        self.next_label.setText("")
+        self.state = ProjectState((), 0, True, False, False, False)  # it can still be continued
+        self._update_start()
+
+    def refresh_state(self, project) -> None:
+        """Look again at what is done (after a job), on the reader thread."""
+        self.reader.read("state", lambda: project_state(project), self.apply_state)
+
+    def apply_state(self, state: ProjectState) -> None:
+        """A finished project says so and names what comes next, instead of offering to train."""
+        self.state = state
+        self.next_label.setText(state.next_steps())
+        if state.finished:
+            self.start_button.setText("✓ Training finished")
+            self.stage_label.setText("all stages done: " + ", ".join(s.name for s in state.stages))
+            self.stage_bar.setRange(0, 1)
+            self.stage_bar.setValue(1)
+            self.eta_label.setText(format_eta(None))
+            if state.rounds:
+                self.round_label.setText(f"round {state.rounds}/{state.rounds}")
+                self.round_bar.setRange(0, state.rounds)
+                self.round_bar.setValue(state.rounds)
+        else:
+            self.start_button.setText("▶ Continue training" if state.has_run else "▶ Start training")
+        self._update_start()
+
+    def _reset_bars(self) -> None:
+        self.stage_label.setText("stage —")
+        self.round_label.setText("round —")
+        for bar in (self.stage_bar, self.round_bar):
+            bar.setRange(0, 1)
+            bar.setValue(0)
+        self.eta_label.setText(format_eta(None))
+
+    def _update_start(self) -> None:
+        ready = self.state is not None and not self.state.finished
+        self.start_button.setEnabled(ready and not self.busy)
+
+    def set_busy(self, busy: bool) -> None:
+        """Another job (or this one) holds the worker: one job at a time."""
+        self.busy = busy
+        self._update_start()
 
     def set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running)
+        self._update_start()
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         if not running:

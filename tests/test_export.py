@@ -135,3 +135,25 @@ def test_export_errors_are_one_sentence(exported, tmp_path):
     assert "does not exist" in line
     line = murid("export", "--project", exported["project"], "--format", "tflite").error_line()
     assert "invalid choice" in line
+
+
+@pytest.mark.parametrize("cancel_at", [1, 2])
+def test_export_reports_its_steps_and_a_cancel_keeps_no_file(exported, tmp_path, cancel_at):
+    from murid_engine.export import export_student
+    from murid_engine.jobs import StopRequested
+    from murid_engine.model_store import project_model
+    from murid_engine.project import Project
+
+    student = project_model(Project.open(exported["project"]), "student").model
+    out, steps = tmp_path / "student.ts.pt", []
+
+    def on_step(done, total):
+        steps.append((done, total))
+        if done == cancel_at:
+            raise StopRequested  # cancelled after the trace (1) or after the first check (2)
+    with pytest.raises(StopRequested):
+        export_student(student, "torchscript", out, (64, 32), on_step=on_step)
+    assert steps == [(k, 3) for k in range(1, cancel_at + 1)] and not out.exists()
+    steps.clear()
+    result = export_student(student, "torchscript", out, (64, 32), on_step=lambda d, t: steps.append(d))
+    assert steps == [1, 2, 3] and out.is_file() and len(result.agreement) == 2

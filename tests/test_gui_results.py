@@ -18,6 +18,8 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     assert window.open_project(folder)
     window.show_view("results")
     view = window.results_view
+    assert not view.run_button.isEnabled()  # until the reader has looked at the project's files
+    qtbot.waitUntil(lambda: view.saved is not None, timeout=30000)
     assert view.table.rowCount() == 0 and not view.export_buttons["torchscript"].isEnabled()
     with qtbot.waitSignal(window.runner.finished, timeout=90000) as blocker:
         qtbot.mouseClick(view.run_button, Qt.LeftButton)
@@ -47,7 +49,7 @@ def test_distil_evaluate_and_export(qtbot, tmp_path, tmp_path_factory):
     assert "exported torchscript" in view.status.text()
     # Reopening the project shows the last comparison from reports/evaluation.json.
     assert window.open_project(folder)
-    assert view.table.rowCount() == 3
+    qtbot.waitUntil(lambda: view.table.rowCount() == 3, timeout=30000)
     close_window(window)
 
 
@@ -61,6 +63,7 @@ def test_distil_without_a_teacher_says_so(qtbot, tmp_path, tmp_path_factory):
     tasks.create_project(folder, f"synthcity:{data}", f"synthcity:{data}", "smoke")
     window = make_window(qtbot, tmp_path)
     assert window.open_project(folder)
+    qtbot.waitUntil(lambda: window.results_view.run_button.isEnabled(), timeout=30000)
     with qtbot.waitSignal(window.runner.finished, timeout=30000):
         qtbot.mouseClick(window.results_view.run_button, Qt.LeftButton)
     assert "no trained teacher" in window.last_error

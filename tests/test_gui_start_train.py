@@ -18,11 +18,13 @@ def test_new_project_open_and_recent(qtbot, tmp_path, tmp_path_factory):
     start.folder.setText(str(tmp_path / "new"))
     start.source.setText(f"synthcity:{data}")
     start.target.setText("")  # a mistake: a clear message, nothing created
-    qtbot.mouseClick(start.create_button, Qt.LeftButton)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):  # created on the worker
+        qtbot.mouseClick(start.create_button, Qt.LeftButton)
     assert "target" in window.last_error and not (tmp_path / "new").exists()
     start.target.setText(f"synthcity:{data}")
     start.preset.setCurrentText("smoke")
-    qtbot.mouseClick(start.create_button, Qt.LeftButton)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):
+        qtbot.mouseClick(start.create_button, Qt.LeftButton)
     assert Project.is_project(tmp_path / "new")
     assert window.project.config.data.source == f"synthcity:{data}"
     assert window.tabs.currentIndex() == 1 and window.tabs.isTabEnabled(2)
@@ -67,11 +69,15 @@ def test_train_view_live_run(qtbot, tmp_path, tmp_path_factory):
     window = make_window(qtbot, tmp_path)
     assert window.open_project(folder)
     view = window.train_view
+    qtbot.waitUntil(lambda: view.state is not None, timeout=30000)  # read off the GUI thread
+    assert view.start_button.text() == "▶ Start training" and not view.state.has_run
     with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
         qtbot.mouseClick(view.start_button, Qt.LeftButton)
         assert not view.start_button.isEnabled() and view.stop_button.isEnabled()
     assert blocker.args == ["train", True], window.last_error
-    assert view.start_button.isEnabled() and not view.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: view.state.finished, timeout=30000)  # finished: nothing left to start
+    assert view.start_button.text() == "✓ Training finished" and not view.start_button.isEnabled()
+    assert not view.stop_button.isEnabled()
     assert view.stage_bar.value() == view.stage_bar.maximum()
     assert view.round_label.text() == "round 2/2"
     assert "mIoU" in view.score_label.text()

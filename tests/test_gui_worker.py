@@ -88,6 +88,7 @@ def test_pause_resume_stop_saves_a_checkpoint(qtbot, tmp_path, tmp_path_factory)
     window = make_window(qtbot, tmp_path)
     assert window.open_project(folder)
     window.show_view("train")
+    qtbot.waitUntil(window.train_view.start_button.isEnabled, timeout=30000)  # the project was read
     qtbot.mouseClick(window.train_view.start_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: window.train_view.stage_label.text().startswith("adapt "), timeout=30000)
     assert window.train_view.pause_button.isEnabled()
@@ -141,6 +142,7 @@ def test_a_failing_training_run_reports_and_recovers(qtbot, tmp_path, tmp_path_f
     tasks.create_project(folder, f"synthcity:{data}", f"synthcity:{tmp_path / 'moved'}", "smoke")
     window = make_window(qtbot, tmp_path)
     assert window.open_project(folder)
+    qtbot.waitUntil(window.train_view.start_button.isEnabled, timeout=30000)
     with qtbot.waitSignal(window.runner.finished, timeout=30000) as blocker:
         qtbot.mouseClick(window.train_view.start_button, Qt.LeftButton)
     assert blocker.args == ["train", None]

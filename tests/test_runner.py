@@ -168,3 +168,30 @@ def test_records_read_back_what_the_runner_wrote(tmp_path):
     assert evals == [("warmup", "source_only"), ("adapt", "teacher"), ("curriculum", "teacher"),
                      ("curriculum", "teacher"), ("distill", "student")]
     json.dumps([r.to_json() for r in typed])
+
+
+def test_a_stop_during_a_rounds_pseudo_labels_saves_and_resumes_without_a_half_round(tmp_path):
+    from murid_engine.jobs import Progress
+
+    data = synth_data(tmp_path / "synth")
+    cfg = apply_overrides(load_preset("smoke"), [
+        f"data.source=synthcity:{data}", f"data.target=synthcity:{data}", "preview_every=0",
+        "stages=warmup,adapt,curriculum"]).validate()
+    project = Project.create(tmp_path / "p", cfg)
+    control, labelled = Control(), []
+
+    def stop_in_round_2(event):  # Cancel pressed after round 2's first image
+        if isinstance(event, Progress) and event.stage.startswith("pseudo-label round"):
+            labelled.append((event.stage, event.iteration, event.total))
+            if event.stage.endswith("2"):
+                control.stop()
+
+    with one_thread():
+        assert TeacherTrainer(project, stop_in_round_2, control).run() is False
+        n = labelled[0][2]
+        assert labelled == [("pseudo-label round 1", i, n) for i in range(1, n + 1)] + [("pseudo-label round 2", 1, n)]
+        assert project.rounds() == [1] and not project.round_dir(2).exists()  # no half-written round
+        saved = load_checkpoint(project.checkpoint_path())
+        assert (saved.stage, saved.iteration) == ("curriculum", cfg.curriculum.iterations_per_round)
+        assert TeacherTrainer(Project.open(project.root)).run(resume=True) is True
+    assert project.rounds() == [1, 2]

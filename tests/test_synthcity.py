@@ -138,3 +138,24 @@ def test_inspect_and_evaluate_on_synthcity(synth: Path, tmp_path: Path, capsys) 
     assert abs(scores["per_class_iou"]["sidewalk"] - sidewalk / (sidewalk + road_pixels)) < 1e-12
     others = [v for k, v in scores["per_class_iou"].items() if k not in ("road", "sidewalk") and v is not None]
     assert others and all(v == 1.0 for v in others)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_cancelled_generation_reports_each_image_and_leaves_nothing(tmp_path: Path, workers: int) -> None:
+    from murid_engine.jobs import StopRequested
+
+    cfg = SynthConfig(n_source=6, n_target=4, n_val=2, width=64, height=32)
+    seen = []
+
+    def on_image(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 3:
+            raise StopRequested  # the user cancels after the third image
+    out = tmp_path / "synth"
+    with pytest.raises(StopRequested):
+        generate(out, cfg, workers=workers, on_image=on_image)
+    assert seen == [(1, 12), (2, 12), (3, 12)]
+    assert not out.exists()  # what it wrote is gone: the same folder can be generated into again
+    seen.clear()
+    generate(out, cfg, workers=1, on_image=lambda d, t: seen.append(d))
+    assert seen == list(range(1, 13)) and (out / "synthcity.json").is_file()

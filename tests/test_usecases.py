@@ -78,3 +78,32 @@ def test_evaluation_reports_each_image_and_stops_within_one(tmp_path, tmp_path_f
     assert usecases.evaluate_project(project, sink=sink, control=control) is None
     assert len([e for e in seen if isinstance(e, Progress)]) == 1  # no second image was evaluated
     assert report.read_bytes() == before and full.report.is_file()  # the last report stays as it was
+
+
+def test_pseudo_labelling_stops_within_one_image_and_leaves_the_rounds_as_they_were(tmp_path, tmp_path_factory):
+    from gui_helpers import copy_of, trained
+
+    from murid_engine.jobs import Control, Progress, RoundReady
+
+    project = Project.open(copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "p"))
+    rounds = project.rounds()
+    last = project.round_dir(rounds[-1])
+    before = {p.relative_to(last): p.read_bytes() for p in sorted(last.rglob("*")) if p.is_file()}
+    control, seen = Control(), []
+
+    def sink(event):
+        seen.append(event)
+        if isinstance(event, Progress):
+            control.stop()  # the user presses Cancel after the first image
+    assert usecases.write_next_round(project, sink=sink, control=control) is None
+    steps = [e for e in seen if isinstance(e, Progress)]
+    assert len(steps) == 1 and steps[0].iteration == 1 and steps[0].total > 1  # no second image
+    assert not any(isinstance(e, RoundReady) for e in seen)
+    assert project.rounds() == rounds  # no new round, and no half-written folder beside them
+    assert not project.round_dir(rounds[-1] + 1).exists()
+    assert {p.relative_to(last): p.read_bytes() for p in sorted(last.rglob("*")) if p.is_file()} == before
+    events = []  # without a stop it goes through, one Progress per image
+    written = usecases.write_next_round(project, sink=events.append)
+    assert written.round == rounds[-1] + 1 and project.rounds() == rounds + [written.round]
+    steps = [e.iteration for e in events if isinstance(e, Progress)]
+    assert steps == list(range(1, len(written.summary.images) + 1))

@@ -26,7 +26,7 @@ from murid_engine.checkpoint import restore_rng
 from murid_engine.devices import Precision
 from murid_engine.distributed import DistContext
 from murid_engine.errors import UserError
-from murid_engine.jobs import Control, EventSink, Message, NullSink, RoundReady
+from murid_engine.jobs import Control, EventSink, ImageProgress, Message, NullSink, RoundReady
 from murid_engine.models.pretrained import load_pretrained
 from murid_engine.project import Project
 from murid_engine.training.domains import Domains
@@ -156,7 +156,8 @@ class StudentTrainer:
             portion = round_portion(project, r)
             self.sink(Message(f"no pseudo-label round yet: the teacher labels {len(target)} target "
                               f"images as round {r} (portion {portion:g})"))
-            summary = label_round(project, r, portion, self.teacher.model, self.device, dist=self.dist)
+            summary = label_round(project, r, portion, self.teacher.model, self.device, dist=self.dist,
+                                  on_image=ImageProgress(self.sink, f"pseudo-label round {r}"))
             self.sink(RoundReady.of(summary, project.round_dir(r)))
         labels = RoundLabels(project, r)  # read per batch from the round's files, not held
         labels.check(target.stems)

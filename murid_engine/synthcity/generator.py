@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -108,14 +109,29 @@ def remove_generated(out: Path) -> None:
             path.unlink()
 
 
-def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = True) -> dict:
+def _discard_partial(out: Path, created: bool) -> None:
+    """What a stopped or failed run wrote, so the folder can be generated into again."""
+    remove_generated(out)
+    for name in ("source", "target", ""):
+        folder = out / name
+        if folder.is_dir() and not any(folder.iterdir()) and (name or created):
+            folder.rmdir()
+
+
+def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = True,
+             on_image: Callable[[int, int], None] | None = None) -> dict:
     """Write the benchmark into `out` (created if needed); returns the metadata written.
     An earlier SynthCity folder is cleared of its generated files first, or, with
-    overwrite=False, refused (as `murid synth` does without --overwrite)."""
+    overwrite=False, refused (as `murid synth` does without --overwrite).
+
+    `on_image(done, total)` follows every image written (progress); when it raises (a cancel),
+    the worker processes are ended, what this run wrote is removed and the exception goes on.
+    """
     cfg.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
+    created = not out.exists()
     if out.is_dir() and any(out.iterdir()):
         if not (out / "synthcity.json").exists():
             raise UserError(f"{out} is not empty and is not a SynthCity folder; choose a new folder")
@@ -125,13 +141,23 @@ def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite:
         remove_generated(out)
     jobs = [(job, cfg) for job in _jobs(cfg, out)]
     workers = workers or min(len(jobs), os.cpu_count() or 1, 8)
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for _ in progress(pool.imap_unordered(_write_one, jobs, chunksize=8), "synth", len(jobs)):
-                pass
-    else:
-        for job in progress(jobs, "synth"):
-            _write_one(job)
+    try:
+        if workers > 1:
+            # Leaving the pool's block terminates its workers: a cancel does not wait for them.
+            with get_context("spawn").Pool(workers) as pool:
+                # chunksize 1: a result (and the progress) comes back per image, not per 8.
+                for done, _ in enumerate(progress(pool.imap_unordered(_write_one, jobs), "synth",
+                                                  len(jobs)), start=1):
+                    if on_image is not None:
+                        on_image(done, len(jobs))
+        else:
+            for done, job in enumerate(progress(jobs, "synth"), start=1):
+                _write_one(job)
+                if on_image is not None:
+                    on_image(done, len(jobs))
+    except BaseException:
+        _discard_partial(out, created)
+        raise
     meta = {"generator": "synthcity", "version": 1, **asdict(cfg),
             "shift_summary": get_shift(cfg.shift).summary,
             "source": "source (gta5 layout)", "target": "target (cityscapes layout)",

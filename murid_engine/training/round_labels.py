@@ -21,7 +21,8 @@ predictions and writes them: only rank 0 writes, and it holds one chunk at a tim
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ from murid_engine.curriculum.thresholds import quantise_confidence
 from murid_engine.data.base import Dataset
 from murid_engine.errors import UserError
 from murid_engine.imageio import read_index_png
+from murid_engine.jobs import StopRequested
 from murid_engine.labels import CLASS_NAMES, IGNORE
 from murid_engine.progress import progress
 from murid_engine.regions.scoring import round_region_stream
@@ -103,12 +105,15 @@ def _chunk(model: torch.nn.Module, other: torch.nn.Module | None, target: Datase
 
 def _predictions(model: torch.nn.Module, target: Dataset, size: tuple[int, int] | None,
                  device: torch.device, other: torch.nn.Module | None, dist: "DistContext",
-                 batch: int = 8) -> Iterator[tuple[str, np.ndarray, np.ndarray, float | None]]:
+                 batch: int = 8, stop: Callable[[], bool] | None = None,
+                 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float | None]]:
     """(stem, argmax, confidence levels, disagreement with `other`) per image, in dataset order,
     on rank 0; nothing on the other ranks, which predict their shares and hand them over.
 
     Every rank runs the same number of chunks (it depends on the dataset's length only), so
-    the gathers meet. Eval mode while predicting; the models' modes are restored.
+    the gathers meet; `stop()` is asked before each chunk and, True on any rank, raises
+    StopRequested on every rank at the same chunk. Eval mode while predicting; the models'
+    modes are restored.
     """
     models = [m for m in (model, other) if m is not None]
     modes = [m.training for m in models]
@@ -121,6 +126,8 @@ def _predictions(model: torch.nn.Module, target: Dataset, size: tuple[int, int] 
         if dist.is_main:
             starts = progress(starts, "pseudo-label", len(starts))
         for start in starts:
+            if stop is not None and dist.any(stop()):
+                raise StopRequested
             mine = range(start + dist.rank, min(start + step, len(target)), dist.world_size)
             parts = dist.gather_to_main(_chunk(model, other, target, mine, size, device))
             if parts is None:
@@ -134,7 +141,9 @@ def _predictions(model: torch.nn.Module, target: Dataset, size: tuple[int, int] 
 
 def label_round(project: Project, r: int, portion: float, model: torch.nn.Module,
                 device: torch.device, other: torch.nn.Module | None = None, *,
-                dist: "DistContext | None" = None, target: Dataset | None = None) -> RoundSummary:
+                dist: "DistContext | None" = None, target: Dataset | None = None,
+                on_image: Callable[[int, int], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> RoundSummary:
     """Write round `r` of the project: the teacher's labels of every target-train image.
 
     `model` maps x in [0, 1] to {'out': logits} (the teacher with its source bank); `other`
@@ -142,6 +151,10 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
     `target` defaults to the project's target-train split (data.target, data.target_split),
     read image by image at `data.target_size`. With `dist`, every rank must call this
     together; rank 0 writes the round and every rank gets its summary (once round.json is written).
+
+    `on_image(done, total)` follows every image on rank 0 (progress; it may raise StopRequested);
+    `stop()` is asked between chunks of images on every rank. A stopped or failed pass removes
+    the round's folder: no half-written round is left beside the complete ones.
     """
     from murid_engine.distributed import DistContext
 
@@ -150,19 +163,33 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
     if target is None:
         from murid_engine.data import open_dataset
         target = open_dataset(cfg.data.target, cfg.data.target_split)
-    stream = _predictions(model, target, cfg.data.target_size, device, other, dist)
+    stream = _predictions(model, target, cfg.data.target_size, device, other, dist, stop=stop)
     summary = None
     if dist.is_main:
+        folder = project.round_dir(r, create=True)
+        if on_image is not None:
+            stream = _reporting(stream, len(target), on_image)
         # Superpixels and their RIPU scores, image by image, before round.json marks the round done.
-        stream = round_region_stream(project.round_dir(r, create=True), stream, target,
-                                     cfg.data.target_size, cfg.model.num_classes)
-        summary = write_round(project.round_dir(r, create=True), stream, portion,
-                              cfg.curriculum.threshold_cap, override_ids(project.load_overrides()),
-                              project.edits_dir, round_index=r, num_classes=cfg.model.num_classes)
+        stream = round_region_stream(folder, stream, target, cfg.data.target_size, cfg.model.num_classes)
+        try:
+            summary = write_round(folder, stream, portion, cfg.curriculum.threshold_cap,
+                                  override_ids(project.load_overrides()), project.edits_dir,
+                                  round_index=r, num_classes=cfg.model.num_classes)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # never complete: it had no round.json
+            raise
     else:
         for _ in stream:  # this rank's predictions go to rank 0 chunk by chunk
             pass
     return dist.broadcast_object(summary)
+
+
+def _reporting(stream: Iterator, total: int, on_image: Callable[[int, int], None]) -> Iterator:
+    """`stream` with on_image(done, total) called after each item has been consumed (written)."""
+    for done, item in enumerate(stream, start=1):
+        yield item
+        del item  # one image in memory, as write_round keeps it
+        on_image(done, total)
 
 
 def round_portion(project: Project, r: int) -> float:

@@ -34,7 +34,8 @@ from torch import nn
 from murid_engine.checkpoint import capture_rng, save_checkpoint
 from murid_engine.devices import Precision, optimiser_step
 from murid_engine.distributed import DistContext, RanksAgree
-from murid_engine.jobs import Control, EtaEstimator, EvaluationResult, EventSink, Losses, Message, StageFinished, StageStarted
+from murid_engine.jobs import (Control, EtaEstimator, EvaluationResult, EventSink, Losses, Message, StageFinished,
+                               StageStarted, StopRequested)
 from murid_engine.project import Project
 from murid_engine.records import EvaluationRecord, LossRecord
 from murid_engine.run_config import RunConfig
@@ -234,7 +235,12 @@ class StageRunner:
         it = first
         try:
             while it < total:
-                stage.before_iteration(it)
+                try:
+                    stage.before_iteration(it)  # e.g. a curriculum round's pseudo-label pass
+                except StopRequested:
+                    self.save(stage, it)
+                    job.sink(Message(f"stopped before {stage.name} iteration {it}; checkpoint saved"))
+                    return False
                 # Rank 0's stop (or any rank's Ctrl+C) stops every rank at this same iteration.
                 if job.dist.any(job.control.checkpoint(on_resume=eta.mark_resumed)):
                     self.save(stage, it)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from murid_engine.checkpoint import save_checkpoint
-from murid_engine.jobs import Message, RoundReady
+from murid_engine.jobs import ImageProgress, Message, RoundReady
 from murid_engine.models.banked import BankedTeacher, bank_to_state
 from murid_engine.models.teacher import MuridTeacher, SourceBank
 from murid_engine.records import RoundRecord
@@ -224,8 +224,14 @@ class CurriculumStage(TeacherStage):
             portion = round_portion(project, r)
             job.sink(Message(f"curriculum round {r}: pseudo-labelling "
                              f"{len(parts.domains.target)} target images (portion {portion:g})"))
+            # Progress per image; a stop (after any image alone, between chunks under torchrun,
+            # where the ranks must agree) leaves no half-written round, and the runner saves the
+            # stage where this round was to begin.
+            alone = None if job.dist.distributed else job.control
             summary = label_round(project, r, portion, self.banked(parts.ema), job.device,
-                                  other=parts.model.net, dist=job.dist)
+                                  other=parts.model.net, dist=job.dist,
+                                  on_image=ImageProgress(job.sink, f"pseudo-label round {r}", alone),
+                                  stop=job.control.checkpoint)
             job.record(RoundRecord(r, (r - 1) * self.per_round, job.clock.elapsed(), summary.portion,
                                    summary.kept_fraction, summary.thresholds))
             job.sink(RoundReady.of(summary, project.round_dir(r)))
