@@ -1,11 +1,17 @@
-"""A round's images in a table sortable by mean confidence, kept fraction and disagreement."""
+"""A round's images in a table sortable by mean confidence, kept fraction and disagreement.
+
+A model over NumPy columns, not one Qt item per cell: a 3,000-image round (Cityscapes train has
+2,975) lists, sorts and re-sorts in milliseconds, where 15,000 QTableWidgetItems took long
+enough on the GUI thread to be seen.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QComboBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableView, QVBoxLayout, QWidget
 
 from murid_engine.curriculum.round_summary import ImageSummary
 
@@ -16,19 +22,74 @@ SORTS = (("least confident first", 1, Qt.AscendingOrder), ("least kept first", 2
          ("by name", 0, Qt.AscendingOrder))
 
 
-class _Number(QTableWidgetItem):
-    """Sorts by its value, shows it formatted; None (unknown) sorts last."""
+class ImageTableModel(QAbstractTableModel):
+    """Rows in the order shown (`order` indexes the stems); unknown numbers (NaN) sort last."""
 
-    def __init__(self, value, text: str) -> None:
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.paths: Mapping[str, str] = {}
+        self.values = np.zeros((0, len(KEYS) - 1))
+        self.order = np.zeros(0, dtype=np.int64)
+        self.row_of: dict[str, int] = {}  # stem -> its row as shown
 
-    def __lt__(self, other) -> bool:  # noqa: D105
-        a, b = self.value, getattr(other, "value", None)
-        if a is None or b is None:
-            return a is not None
-        return a < b
+    def load(self, images: Mapping[str, ImageSummary], paths: Mapping[str, str]) -> None:
+        self.beginResetModel()
+        self.names, self.paths = list(images), paths
+        self.values = np.array([[np.nan if (v := getattr(images[s], k)) is None else float(v) for k in KEYS[1:]]
+                                for s in self.names], dtype=np.float64).reshape(len(self.names), len(KEYS) - 1)
+        self._arrange(np.arange(len(self.names)))
+        self.endResetModel()
+
+    def _arrange(self, order: np.ndarray) -> None:
+        self.order = order
+        self.row_of = {self.names[i]: r for r, i in enumerate(order)}
+
+    def sort(self, column: int, order=Qt.AscendingOrder) -> None:  # noqa: D102 - Qt's name
+        self.layoutAboutToBeChanged.emit()
+        if column == 0:
+            new = np.argsort(np.array(self.names, dtype=object), kind="stable")
+            new = new[::-1] if order == Qt.DescendingOrder else new
+        else:
+            v = self.values[:, column - 1]
+            key = v if order == Qt.AscendingOrder else -v
+            new = np.lexsort((key, np.isnan(v)))  # NaN (unknown) last in either direction
+        kept = self.persistentIndexList()  # the selection follows its image, not its row number
+        stems = [self.names[int(self.order[k.row()])] for k in kept]
+        self._arrange(new.astype(np.int64))
+        self.changePersistentIndexList(kept, [self.index(self.row_of[s], k.column()) for k, s in zip(kept, stems)])
+        self.layoutChanged.emit()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent.isValid() else len(self.order)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        i, col = int(self.order[index.row()]), index.column()
+        stem = self.names[i]
+        if role == Qt.ToolTipRole and col == 0:
+            return f"{stem}\n{self.paths[stem]}" if stem in self.paths else stem
+        if role == Qt.TextAlignmentRole and col > 0:
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role != Qt.DisplayRole:
+            return None
+        if col == 0:
+            return stem
+        v = self.values[i, col - 1]
+        return "—" if np.isnan(v) else (f"{v:.0f}" if KEYS[col] == "edited_pixels" else f"{v:.3f}")
+
+    def set_value(self, stem: str, column: int, value: float) -> None:
+        i = self.names.index(stem)
+        self.values[i, column - 1] = value
+        cell = self.index(self.row_of[stem], column)
+        self.dataChanged.emit(cell, cell)
 
 
 class ImageList(QWidget):
@@ -39,16 +100,19 @@ class ImageList(QWidget):
         self.sort = QComboBox()
         self.sort.addItems([s[0] for s in SORTS])
         self.sort.currentIndexChanged.connect(self.apply_sort)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.model = ImageTableModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)  # no per-row sizing
         # A stem's start (Cityscapes: the city) and its end (the frame) both tell images apart.
         self.table.setTextElideMode(Qt.ElideMiddle)
-        self.table.setSortingEnabled(True)
-        self.table.itemSelectionChanged.connect(self._on_select)
+        self.table.setColumnWidth(0, 200)
+        self.table.setSortingEnabled(True)  # a header click sorts through the model
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._on_select(cur.row()))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.sort)
@@ -56,53 +120,37 @@ class ImageList(QWidget):
 
     def load(self, images: Mapping[str, ImageSummary], paths: Mapping[str, str] | None = None) -> None:
         """One row per stem; `paths` (stem -> image file) become the name cells' tooltips."""
-        self.table.blockSignals(True)
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(images))
-        paths = paths or {}
-        for row, (stem, stats) in enumerate(images.items()):
-            name = QTableWidgetItem(stem)
-            name.setToolTip(f"{stem}\n{paths[stem]}" if stem in paths else stem)
-            self.table.setItem(row, 0, name)
-            for col, key in enumerate(KEYS[1:], start=1):
-                v = getattr(stats, key)
-                text = "—" if v is None else (f"{v:.0f}" if key == "edited_pixels" else f"{v:.3f}")
-                self.table.setItem(row, col, _Number(v, text))
-        self.table.setSortingEnabled(True)
-        self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(0, min(self.table.columnWidth(0), 240))
-        self.table.blockSignals(False)
+        self.table.selectionModel().blockSignals(True)
+        self.model.load(images, paths or {})
+        self.table.selectionModel().blockSignals(False)
         self.apply_sort()
 
     def apply_sort(self) -> None:
         _, col, order = SORTS[self.sort.currentIndex()]
-        self.table.sortItems(col, order)
+        selection = self.table.selectionModel()
+        selection.blockSignals(True)  # a re-sort keeps the image shown, it does not select another
+        self.table.sortByColumn(col, order)
+        selection.blockSignals(False)
 
     def stems(self) -> list[str]:
         """The stems in the order shown."""
-        return [self.table.item(r, 0).text() for r in range(self.table.rowCount())]
+        return [self.model.names[i] for i in self.model.order]
 
     def current(self) -> str | None:
-        row = self.table.currentRow()
-        return self.table.item(row, 0).text() if row >= 0 else None
+        row = self.table.currentIndex().row()
+        return self.model.names[int(self.model.order[row])] if 0 <= row < len(self.model.order) else None
 
     def select(self, stem: str) -> None:
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).text() == stem:
-                self.table.selectRow(r)
-                return
+        row = self.model.row_of.get(stem)
+        if row is not None:
+            self.table.selectionModel().setCurrentIndex(
+                self.model.index(row, 0), QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
 
     def set_edited(self, stem: str, pixels: int) -> None:
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).text() == stem:
-                self.table.blockSignals(True)  # a re-sort must not select another image
-                self.table.setSortingEnabled(False)
-                self.table.setItem(r, 4, _Number(pixels, f"{pixels}"))
-                self.table.setSortingEnabled(True)
-                self.table.blockSignals(False)
-                return
+        if stem in self.model.row_of:
+            self.model.set_value(stem, KEYS.index("edited_pixels"), pixels)
 
-    def _on_select(self) -> None:
+    def _on_select(self, row: int) -> None:
         stem = self.current()
-        if stem is not None:
+        if stem is not None and row >= 0:
             self.image_selected.emit(stem)

@@ -142,7 +142,9 @@ class RegionQueue(QWidget):
         self.outline = pg.PlotCurveItem(pen=pg.mkPen("#FFFF00", width=2, cosmetic=True), connect="finite")
         self.outline.setZValue(20)
         self.review.canvas.box.addItem(self.outline, ignoreBounds=True)
+        self._pending_row: int | None = None
         self.loaded.connect(self._on_loaded)
+        self.review.image_shown.connect(self._on_image_shown)
         self.review.canvas.edited.connect(self.refresh_counts)  # brush strokes, undo and redo too
         self._keys()
 
@@ -215,10 +217,22 @@ class RegionQueue(QWidget):
             self.table.selectRow(row)  # comes back here through currentRowChanged
             return
         stem, region = self.regions.entry(row)
-        if self.review.stem != stem:
-            self.review.show_image(stem)
         if self.review.stem != stem or self.review.pred is None:
+            self._pending_row = row  # outlined when the image (read off the GUI thread) is shown
+            self.review.show_image(stem)
             return
+        self._show_region(row)
+
+    def _on_image_shown(self, stem: str, region_map) -> None:
+        if region_map is not None and self.regions is not None and self.round == self.review.round:
+            self._map, self._map_stem = region_map, stem  # read with the image, on the reader thread
+        row, self._pending_row = self._pending_row, None
+        if row is not None and self.regions is not None and row == self.current_row() \
+                and self.regions.entry(row)[0] == stem:
+            self._show_region(row)
+
+    def _show_region(self, row: int) -> None:
+        stem, region = self.regions.entry(row)
         rmap = self.region_map(stem)
         if rmap.shape != self.review.pred.shape:
             self.summary.setText(f"the regions of {stem} do not match its pseudo-label's size")

@@ -6,10 +6,8 @@ the next round's labels and training read them (murid_engine.training.round_labe
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -26,10 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from murid_engine.curriculum.round_summary import RoundSummary, read_round_summary
-from murid_engine.curriculum.rounds import load_round_image
 from murid_engine.curriculum.thresholds import rethreshold
-from murid_engine.errors import UserError
 from murid_engine.jobs import Progress, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
@@ -40,13 +35,15 @@ from .image_list import ImageList
 from .label_canvas import MODES, LabelCanvas
 from .reader import Reader
 from .region_queue import RegionQueue
-from .round_data import TargetImages
+from .round_data import ImageView, RoundView, TargetImages, read_image_view, read_round_view
 from .threshold_panel import ThresholdPanel
 
 SHORTCUTS = {"pan": "P", "brush": "B", "eraser": "E", "fill": "F"}
 
 
 class ReviewView(QWidget):
+    image_shown = Signal(str, object)  # stem, its region map (or None): the canvas shows it now
+
     def __init__(self, runner, parent: QWidget | None = None, reader: Reader | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
@@ -59,6 +56,7 @@ class ReviewView(QWidget):
         self.level: np.ndarray | None = None
         self.overrides_dirty = False
         self._images: TargetImages | None = None
+        self._loading_stem: str | None = None  # the image asked of the reader, not shown yet
 
         self.round_box = QComboBox()
         self.round_box.currentIndexChanged.connect(self._on_round)
@@ -194,23 +192,42 @@ class ReviewView(QWidget):
                 self.actions_by_key[seq.toString()] = action
 
     # ------------------------------------------------------------------ project and rounds
-    def set_project(self, project: Project) -> None:
+    # Every read (the round list, round.json, the edits, the target file list, an image) runs on
+    # the reader thread; the view shows what it had, or a placeholder, until the result arrives.
+    def set_project(self, project: Project, select_round: int | None = None) -> None:
+        """Show `project`'s rounds (the latest, or `select_round`) once they are listed."""
         self.save_current()
         self.project = project
         self._images = TargetImages(project)
-        rounds = project.rounds()
+        self._clear_round()
+        self.round_box.blockSignals(True)
+        self.round_box.clear()
+        self.round_box.blockSignals(False)
+        self.status.setText("reading the project's rounds …")
+        self.reader.read("review-rounds", project.rounds, lambda rounds: self._show_rounds(rounds, select_round),
+                         lambda message: self.status.setText(f"could not list the rounds: {message}"))
+
+    def _show_rounds(self, rounds: list[int], select_round: int | None) -> None:
         self.round_box.blockSignals(True)
         self.round_box.clear()
         for r in rounds:
             self.round_box.addItem(f"round {r}", r)
-        self.round_box.setCurrentIndex(len(rounds) - 1)
+        chosen = select_round if select_round in rounds else (rounds[-1] if rounds else None)
+        self.round_box.setCurrentIndex(self.round_box.findData(chosen) if chosen is not None else -1)
         self.round_box.blockSignals(False)
-        if rounds:
-            self.load_round(rounds[-1])
+        if chosen is not None:
+            self.load_round(chosen)
         else:
-            self.round = self.info = None
             self.status.setText("no pseudo-label round yet: train through the curriculum stage, "
                                 "or make one with 'New round'")
+
+    def _clear_round(self) -> None:
+        self.save_edit()
+        self.stem = self.pred = self.level = None
+        self._loading_stem = None
+        self.reader.cancel("review-image")
+        self.round = self.info = None
+        self.images.load({})
 
     def _on_round(self, index: int) -> None:
         if index >= 0:
@@ -218,21 +235,25 @@ class ReviewView(QWidget):
             self.load_round(int(self.round_box.itemData(index)))
 
     def load_round(self, r: int) -> None:
-        self.save_edit()
-        self.stem = self.pred = self.level = None
+        """Show round r: its list and first image follow from the reader thread."""
+        self._clear_round()
         self.round = r
-        self.info = read_round_summary(self.project.round_dir(r))
-        self.thresholds.load(self.info, self.project.load_overrides())
+        self.status.setText(f"loading round {r} …")
+        self.image_caption.setText("")
+        project, images = self.project, self._images
+        self.reader.read("review-round", lambda: read_round_view(project, r, images), self._show_round,
+                         lambda message: self.status.setText(f"cannot show round {r}: {message}"))
+        self.regions.load(project, r)
+
+    def _show_round(self, view: RoundView) -> None:
+        if view.round != self.round:
+            return
+        self.info = view.info
+        self.thresholds.load(self.info, view.overrides)
         self.overrides_dirty = False
         images = self.info.images
-        edited = set(self.project.edited_stems())
-        for stem in images:  # the edited-pixel count of the edits as they are now (few files)
-            edit = self.project.load_edit(stem) if stem in edited else None
-            images[stem] = replace(images[stem], edited_pixels=0 if edit is None else
-                                   int(np.count_nonzero(edit != EDIT_NONE)))
-        self.images.load(images, self._images.paths())
-        self.regions.load(self.project, r)
-        self.status.setText(f"round {r}: portion {self.info.portion:g}, {len(images)} images, "
+        self.images.load(images, view.paths)
+        self.status.setText(f"round {view.round}: portion {self.info.portion:g}, {len(images)} images, "
                             f"kept {self.info.kept_fraction:.0%}")
         stems = self.images.stems()
         if stems:
@@ -240,25 +261,34 @@ class ReviewView(QWidget):
 
     # ------------------------------------------------------------------ one image
     def show_image(self, stem: str) -> None:
-        if stem == self.stem and self.pred is not None:
+        """Ask for `stem`'s pixels; the canvas keeps the image shown until they arrive."""
+        if self.info is None or stem == self._loading_stem or (stem == self.stem and self.pred is not None):
             return
-        self.save_edit()
-        try:
-            self.pred, self.level = load_round_image(self.project.round_dir(self.round), stem)
-        except (UserError, OSError, ValueError) as exc:
-            self.status.setText(f"cannot show {stem}: {exc}")
+        self._loading_stem = stem
+        self.image_caption.setText(f"{stem} · loading …")
+        project, r, images = self.project, self.round, self._images
+        regions = self.regions.regions if self.regions.round == r else None
+        self.reader.read("review-image", lambda: read_image_view(project, r, stem, images, regions),
+                         self._show_image_view, lambda message: self._image_failed(stem, message))
+
+    def _image_failed(self, stem: str, message: str) -> None:
+        self._loading_stem = None
+        self.status.setText(f"cannot show {stem}: {message}")
+
+    def _show_image_view(self, view: ImageView) -> None:
+        self._loading_stem = None
+        if view.round != self.round or self.info is None:
             return
-        self.stem = stem
-        image, gt, self.image_problem = self._images.load(stem, self.pred.shape)
-        edit = self.project.load_edit(stem)
-        if edit is not None and edit.shape != self.pred.shape:
-            edit = None
+        self.save_edit()  # strokes on the image shown until now belong to it
+        self.stem, self.pred, self.level = view.stem, view.pred, view.level
+        self.image_problem = view.problem
         labels = rethreshold(self.pred, self.level, self.thresholds.thresholds())
-        self.canvas.set_content(image, labels, self.level, gt, edit)
-        stats = self.info.images.get(stem)
-        self.image_caption.setText(f"{stem} · mean conf. {stats.mean_confidence if stats else 0:.2f}"
-                                   + ("" if gt is not None else " · no ground truth")
-                                   + (f" · {self.image_problem}" if self.image_problem else ""))
+        self.canvas.set_content(view.image, labels, self.level, view.gt, view.edit)
+        stats = self.info.images.get(view.stem)
+        self.image_caption.setText(f"{view.stem} · mean conf. {stats.mean_confidence if stats else 0:.2f}"
+                                   + ("" if view.gt is not None else " · no ground truth")
+                                   + (f" · {view.problem}" if view.problem else ""))
+        self.image_shown.emit(view.stem, view.region_map)
 
     def _on_thresholds(self, thresholds: np.ndarray) -> None:
         """Live preview: the current image re-thresholded (two table look-ups, milliseconds)."""
@@ -331,10 +361,8 @@ class ReviewView(QWidget):
             self.status.setText("pseudo-labelling stopped: no new round was written; the earlier rounds "
                                 "are as they were")
         if name in ("pseudo", "relabel") and isinstance(result, int) and self.project is not None:
-            self.set_project(self.project)
-            index = self.round_box.findData(result)
-            if index >= 0 and index != self.round_box.currentIndex():
-                self.round_box.setCurrentIndex(index)
+            self.set_project(self.project, select_round=result)
+            self.round = result  # the round shown once it is read
 
     def set_busy(self, busy: bool) -> None:
         self.new_round_button.setEnabled(not busy)

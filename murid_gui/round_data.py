@@ -1,15 +1,18 @@
-"""Reading a round's images for display: the target image and its ground truth, by stem (no Qt)."""
+"""Reading a round for display, off the GUI thread: round.json, the target images and their ground
+truth by stem, the edits (no Qt; the views call these through their reader thread)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from murid_engine.curriculum.round_summary import read_round_summary
+from murid_engine.curriculum.round_summary import RoundSummary, read_round_summary
 from murid_engine.curriculum.rounds import load_round_image
 from murid_engine.errors import UserError
 from murid_engine.jobs import Preview
-from murid_engine.project import Project
+from murid_engine.project import EDIT_NONE, Overrides, Project
 
 
 class TargetImages:
@@ -68,3 +71,52 @@ def round_preview(project: Project, r: int, n: int = 4) -> Preview | None:
                        np.stack([c for _, c in pairs]).astype(np.float32) / 255.0)
     except (UserError, OSError, ValueError, KeyError):
         return None
+
+
+@dataclass
+class RoundView:
+    """What the Review view needs of one round, read together off the GUI thread."""
+    round: int
+    info: RoundSummary  # round.json, with each image's edited-pixel count as the edits are now
+    overrides: Overrides
+    paths: dict[str, str]  # stem -> target image file (the list's tooltips)
+
+
+def read_round_view(project: Project, r: int, images: TargetImages) -> RoundView:
+    info = read_round_summary(project.round_dir(r))
+    edited = set(project.edited_stems())
+    for stem in info.images:  # the edited-pixel count of the edits as they are now
+        edit = project.load_edit(stem) if stem in edited else None
+        info.images[stem] = replace(info.images[stem], edited_pixels=0 if edit is None else
+                                    int(np.count_nonzero(edit != EDIT_NONE)))
+    return RoundView(r, info, project.load_overrides(), images.paths())
+
+
+@dataclass
+class ImageView:
+    """One image of a round as the canvas shows it, read off the GUI thread."""
+    round: int
+    stem: str
+    pred: np.ndarray  # argmax train ids
+    level: np.ndarray  # confidence levels
+    image: np.ndarray  # RGB at the round's size (blank when the dataset moved)
+    gt: np.ndarray | None
+    edit: np.ndarray | None  # the user's edit, None when none (or of another size)
+    problem: str | None  # why the image itself could not be shown
+    region_map: np.ndarray | None  # the image's superpixels, when the round's regions are open
+
+
+def read_image_view(project: Project, r: int, stem: str, images: TargetImages,
+                    regions=None) -> ImageView:
+    pred, level = load_round_image(project.round_dir(r), stem)
+    image, gt, problem = images.load(stem, pred.shape)
+    edit = project.load_edit(stem)
+    if edit is not None and edit.shape != pred.shape:
+        edit = None
+    region_map = None
+    if regions is not None:
+        try:
+            region_map = regions.region_map(stem)
+        except (UserError, OSError, ValueError, KeyError):
+            region_map = None  # the queue says what is wrong when it is used
+    return ImageView(r, stem, pred, level, image, gt, edit, problem, region_map)

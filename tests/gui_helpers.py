@@ -72,5 +72,11 @@ def review_window(qtbot, tmp_path: Path, tmp_path_factory):
     assert w.open_project(project)
     w.show_view("review")
     qtbot.waitExposed(w)
+    wait_for_image(qtbot, w.review_view)
     yield w
     close_window(w)
+
+
+def wait_for_image(qtbot, review, stem: str | None = None) -> None:
+    """Until the Review view shows an image (`stem`, when given): it is read off the GUI thread."""
+    qtbot.waitUntil(lambda: review.pred is not None and (stem is None or review.stem == stem), timeout=30000)

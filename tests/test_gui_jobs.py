@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from gui_helpers import close_window, copy_of, make_window, trained
+from gui_helpers import close_window, copy_of, make_window, trained, wait_for_image
 from PySide6.QtCore import Qt
 
 from murid_engine.jobs import Progress
@@ -20,6 +20,7 @@ def test_cancelling_pseudo_labelling_leaves_the_previous_round_intact(qtbot, tmp
     window = make_window(qtbot, tmp_path)
     assert window.open_project(project)
     review = window.review_view
+    wait_for_image(qtbot, review)
     rounds = Project.open(project).rounds()
     last = Project.open(project).round_dir(rounds[-1])
     before = _files(last)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gui_helpers import review_window
+from gui_helpers import review_window, wait_for_image
 from PySide6.QtCore import Qt
 
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
@@ -47,6 +47,8 @@ def test_keys_assign_accept_ignore_and_the_next_region_follows(window, qtbot):
     q.table.setFocus()
     q.select(k)
     stem, region = q.regions.entry(k)
+    wait_for_image(qtbot, review, stem)  # the image is read off the GUI thread, then outlined
+    qtbot.waitUntil(lambda: q.outline.getData()[0] is not None and len(q.outline.getData()[0]) > 0, timeout=10000)
     assert review.stem == stem and stem in stems
     mask = q.region_map(stem) == region
     xs, ys = q.outline.getData()
@@ -93,6 +95,7 @@ def test_shift_digit_assigns_classes_above_nine(window, qtbot):
     q.table.setFocus()
     q.select(0)
     stem, region = q.regions.entry(0)
+    wait_for_image(qtbot, review, stem)
     mask = q.region_map(stem) == region
     qtbot.keyClick(q.table, Qt.Key_3, Qt.ShiftModifier)  # 13: car
     assert (review.canvas.edit[mask] == 13).all()

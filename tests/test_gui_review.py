@@ -57,9 +57,10 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
     stems = review.images.stems()
     # Full stems, elided in the middle when narrow, the image file as the tooltip.
     assert review.images.table.textElideMode() == Qt.ElideMiddle
-    first = review.images.table.item(0, 0)
-    assert first.text() == stems[0] and first.text() in info.images
-    tip = first.toolTip().splitlines()
+    model = review.images.model
+    first = model.index(0, 0)
+    assert model.data(first) == stems[0] and stems[0] in info.images
+    tip = model.data(first, Qt.ToolTipRole).splitlines()
     assert tip[0] == stems[0] and Path(tip[1]).is_file() and Path(tip[1]).stem.startswith(stems[0])
     by_conf = sorted(info.images, key=lambda s: info.images[s].mean_confidence)
     assert stems == by_conf  # least confident first
@@ -173,3 +174,4 @@ def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
     (labels,) = training_maps(project, nxt, [stem])
     assert (labels.numpy()[region] == CAR).all()
     assert review.round == nxt  # the view moved on to the new round
+    qtbot.waitUntil(lambda: review.info is not None and review.info.round == nxt, timeout=30000)
