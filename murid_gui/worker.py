@@ -13,6 +13,9 @@ job ends, so the last preview, the last progress and every loss value arrive.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from murid_engine.jobs import Control, JobError, Losses, Preview, Progress, Rate
 
 PREVIEW_INTERVAL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1
+WORKER_NICE = 0  # added to the worker thread's nice value (see lower_thread_priority)
 
 Job = Callable[[Callable[[Any], None], Control], Any]  # job(sink, control) -> result
 
@@ -89,6 +93,23 @@ class SignalSink:
         self.worker.event.emit(event)
 
 
+def lower_thread_priority(step: int) -> bool:
+    """Raise the calling thread's nice value by `step`; True when done.
+
+    On Linux the nice value is per thread (NPTL; setpriority(2) on the thread's id), so the GUI
+    thread keeps its priority, and threads the worker starts later (torch's intra-op pool)
+    inherit the lower one. Elsewhere nice is per process: nothing is changed.
+    """
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:
+        return False
+    return True
+
+
 class JobWorker(QObject):
     """Lives on the worker thread; runs one job at a time when ``request`` arrives."""
 
@@ -112,6 +133,7 @@ class JobWorker(QObject):
         try:
             from .tasks import preload_engine
 
+            lower_thread_priority(WORKER_NICE)  # before torch starts its threads from here
             preload_engine()
         except Exception:  # noqa: BLE001 - only a warm-up: the job itself will report a problem
             self.preloaded.emit(False)

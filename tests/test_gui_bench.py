@@ -23,7 +23,9 @@ def test_bench_gui_json(tmp_path, capsys, qtbot):
 
     parser = argparse.ArgumentParser()
     register_gui(parser.add_subparsers(dest="bench"))
-    args = parser.parse_args(["gui", "--json", "--workdir", str(tmp_path)])
+    # The second session beside a competing process is left out here (it doubles the time);
+    # test_competing_processes_use_the_cpu_and_end_with_the_block checks what it adds.
+    args = parser.parse_args(["gui", "--json", "--workdir", str(tmp_path), "--competing", "0"])
     assert args.run(args) == 0
     result = json.loads(capsys.readouterr().out)
     training, review = result["training"], result["review"]
@@ -36,6 +38,24 @@ def test_bench_gui_json(tmp_path, capsys, qtbot):
     assert result["rethreshold_ms"] > 0
     assert result["training"]["previews_shown"] >= 5 and result["review"]["ticks"] > 10
     assert result["rethreshold_ms"] < 500  # the target is 50 ms; a loaded CI machine gets slack
+    big = result["open_large_project"]
+    assert big["metrics_rows"] == 50_000 and big["round_images"] == 3_000 and big["ticks"] > 10
+    region = result["region_outline_relabel_ms_2048x1024"]
+    assert 0 < region["outline_ms"] <= region["total_ms"] < 500  # the target is 30 ms
+    assert result["competing"] is None
+
+
+def test_competing_processes_use_the_cpu_and_end_with_the_block():
+    import resource
+
+    from murid_gui.bench_scenarios import competing_processes
+
+    with competing_processes(1) as procs:
+        time.sleep(0.5)
+        assert procs[0].poll() is None  # busy, still running
+    assert procs[0].returncode is not None  # ended with the block
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert used.ru_utime > 0.2  # it spun on the CPU, not slept
 
 
 def test_stall_monitor_sees_a_blocked_event_loop(qtbot):

@@ -150,3 +150,28 @@ def test_a_failing_training_run_reports_and_recovers(qtbot, tmp_path, tmp_path_f
     assert window.status_label.text() == window.last_error
     assert window.train_view.start_button.isEnabled() and not window.train_view.stop_button.isEnabled()
     close_window(window)
+
+
+def test_lowering_the_worker_threads_priority_leaves_the_gui_thread_alone():
+    import os
+    import sys
+    import threading
+
+    import pytest
+
+    from murid_gui.worker import lower_thread_priority
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the nice value is per thread on Linux only")
+    main = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, main)
+    seen = {}
+
+    def worker():
+        seen["done"] = lower_thread_priority(3)
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["done"] and seen["nice"] == min(19, before + 3)
+    assert os.getpriority(os.PRIO_PROCESS, main) == before  # per thread, not the whole process
