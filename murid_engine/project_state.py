@@ -72,13 +72,16 @@ def student_is_stale(project: Project) -> bool:
             and teacher.stat().st_mtime_ns > student.stat().st_mtime_ns)
 
 
-def project_state(project: Project, records: Iterable[dict[str, Any]] | None = None) -> ProjectState:
-    """The state of `project`; `records` are its metrics.jsonl rows when the caller has read them."""
+def project_state(project: Project, records: Iterable[Any] | None = None) -> ProjectState:
+    """The state of `project`; `records` are its metrics.jsonl records (records.read_records)
+    when the caller has read them."""
+    from murid_engine.records import LossRecord, read_records
+
     cfg = project.config
     last: dict[str, int] = {}
-    for r in project.read_metrics() if records is None else records:
-        if r.get("kind") == "losses" and isinstance(r.get("iteration"), int):
-            last[r["stage"]] = max(last.get(r["stage"], 0), r["iteration"])
+    for r in read_records(project.read_metrics()) if records is None else records:
+        if isinstance(r, LossRecord):
+            last[r.stage] = max(last.get(r.stage, 0), r.iteration)
     stages = tuple(StageProgress(name, last.get(name, 0), total) for name, total in run_stages(cfg))
     has_teacher = project.checkpoint_path("teacher").is_file()
     has_student = project.checkpoint_path("student").is_file()

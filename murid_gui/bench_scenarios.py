@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +21,21 @@ ROWS, IMAGES = 50_000, 3_000  # a long GPU run's metrics.jsonl, Cityscapes train
 def grow_project(folder: Path, rows: int = ROWS, images: int = IMAGES) -> None:
     """A trained project grown to `rows` more metrics rows and an `images`-image latest round
     (extra stems are listed in round.json only, more confident than the real ones)."""
+    from murid_engine.curriculum.round_summary import ImageSummary, read_round_summary, write_round_summary
     from murid_engine.project import Project
+    from murid_engine.records import LossRecord
 
     project = Project.open(folder)
-    lines = [json.dumps({"kind": "losses", "stage": "curriculum", "iteration": i, "round": 1,
-                         "time_s": 0.1 * i, "total": 1.0 / (1 + i), "seg": 0.5}) for i in range(rows)]
+    lines = [json.dumps(LossRecord("curriculum", i, 1, 0.1 * i, {"total": 1.0 / (1 + i), "seg": 0.5}).to_json())
+             for i in range(rows)]
     with open(project.metrics_file, "a") as f:
         f.write("\n".join(lines) + "\n")
-    info_file = project.round_dir(project.latest_round()) / "round.json"
-    info = json.loads(info_file.read_text())
-    real = dict(info["images"])
-    extra = {f"city_{i:06d}_000019": {"pixels": 2048, "mean_confidence": 0.99, "kept_fraction": 0.5,
-                                      "edited_pixels": 0, "disagreement": 0.1}
-             for i in range(max(images - len(real), 0))}
-    info["images"] = {**real, **extra}  # the real images sort first (least confident)
-    info_file.write_text(json.dumps(info))
+    folder = project.round_dir(project.latest_round())
+    summary = read_round_summary(folder)
+    extra = {f"city_{i:06d}_000019": ImageSummary(2048, 0.99, 0.5, 0, 0.1)
+             for i in range(max(images - len(summary.images), 0))}
+    # The real images sort first (least confident).
+    write_round_summary(folder, replace(summary, images={**summary.images, **extra}))
 
 
 def opened(window) -> bool:

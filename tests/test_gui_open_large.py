@@ -59,7 +59,7 @@ def test_opening_a_large_project_reads_nothing_on_the_gui_thread(qtbot, tmp_path
     monitor.stop()
     print(f"event-loop stalls while opening: {monitor.summary()}")
     assert review.images.model.rowCount() == IMAGES and len(train.losses.series["total"].step) >= ROWS
-    assert review.stem in review.info["images"] and review.canvas.image is not None
+    assert review.stem in review.info.images and review.canvas.image is not None
     allowed = [r for r in reads.gui if r.endswith("project.json")]
     assert reads.gui == allowed, reads.gui  # every other read happened on a reader thread
     assert monitor.summary()["ticks"] > 10
