@@ -114,7 +114,10 @@ def _session(app, window, folder: Path) -> dict[str, Any]:
     _pump(app, 0.3)  # the view is drawn once before the user presses Start
     window.repaint()
     previews = []
-    record = lambda e: type(e).__name__ == "Preview" and previews.append(e)  # noqa: E731
+
+    def record(event) -> None:  # a slot returns None: PySide6 6.12 mis-counts a returned bool
+        if type(event).__name__ == "Preview":
+            previews.append(event)
     window.runner.event.connect(record)
 
     train = StallMonitor()

@@ -34,8 +34,11 @@ def test_cancelling_pseudo_labelling_leaves_the_previous_round_intact(qtbot, tmp
     assert _files(last) == before
 
     progress = []  # uncancelled: a determinate bar that follows the images
-    window.runner.event.connect(lambda e: isinstance(e, Progress) and progress.append(
-        (e.iteration, e.total, window.busy_bar.maximum())))
+
+    def record(event) -> None:  # returns None: PySide6 6.12 mis-counts a bool a slot returns
+        if isinstance(event, Progress):
+            progress.append((event.iteration, event.total, window.busy_bar.maximum()))
+    window.runner.event.connect(record)
     with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
         qtbot.mouseClick(review.new_round_button, Qt.LeftButton)
     assert blocker.args == ["pseudo", rounds[-1] + 1], window.last_error

@@ -175,3 +175,21 @@ def test_lowering_the_worker_threads_priority_leaves_the_gui_thread_alone():
     thread.join()
     assert seen["done"] and seen["nice"] == min(19, before + 3)
     assert os.getpriority(os.PRIO_PROCESS, main) == before  # per thread, not the whole process
+
+
+def test_emitting_signals_cannot_free_true():
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    import murid_gui  # noqa: F401 - importing it guards the singletons
+
+    class Emitter(QObject):
+        ping = Signal(int)
+
+    emitter, before = Emitter(), sys.getrefcount(True)
+    for _ in range(20_000):  # more than True's own count in a fresh interpreter
+        emitter.ping.emit(1)
+    lost = before - sys.getrefcount(True)
+    # Immortal (PEP 683 in 3.12; our guard before): a count no session can wear down to zero.
+    assert sys.getrefcount(True) > 1 << 30, f"{lost} references lost, {sys.getrefcount(True)} left"
