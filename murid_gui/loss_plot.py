@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLa
 from murid_engine.records import LossRecord, Record
 
 COLORS = ["#4FC3F7", "#FFB74D", "#81C784", "#E57373", "#BA68C8", "#FFF176", "#A1887F", "#90A4AE"]
+MAX_DRAWN = 4000
 SMOOTHING = 0.9  # EMA weight of the past
 
 
@@ -157,11 +158,16 @@ class LossPlot(QWidget):
     def _redraw(self, name: str) -> None:
         s = self.series[name]
         x = np.asarray(s.time if self.x_axis.currentIndex() == 1 else s.step, dtype=float)
+        # A plot a thousand pixels wide shows no more than MAX_DRAWN points per curve: a long
+        # run's 50,000 rows are drawn as every k-th one (and the last), so neither opening the
+        # project nor each live batch redraws them all on the GUI thread.
+        keep = slice(None) if len(x) <= MAX_DRAWN else np.r_[0:len(x):-(-len(x) // MAX_DRAWN), len(x) - 1]
         raw, smooth = self._curve(name)
-        raw.setData(x, np.asarray(s.raw) if self.show_raw.isChecked() else None)
-        if not self.show_raw.isChecked():
+        if self.show_raw.isChecked():
+            raw.setData(x[keep], np.asarray(s.raw)[keep])
+        else:
             raw.setData([], [])
-        smooth.setData(x, np.asarray(s.smooth))
+        smooth.setData(x[keep], np.asarray(s.smooth)[keep])
 
     def _redraw_all(self) -> None:
         self.plot.setLabel("bottom", "time (s)" if self.x_axis.currentIndex() == 1 else "iteration")
