@@ -28,8 +28,8 @@ THINGS = (PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE)
 # How far a target class's colours move: hue rotation (degrees) and the pull (0..1) towards the
 # source colours of a partner class three places on in its group (stuff to stuff, things to
 # things), so classes swap looks rather than all drifting one way.
-HUE_DEGREES = 55.0
-PULL = 0.30
+HUE_DEGREES = 20.0
+PULL = 0.10
 
 
 def _hue_rotate(rgb, degrees: float):
