@@ -104,8 +104,14 @@ class LossPlot(QWidget):
         self.clear()
 
     def clear(self) -> None:
-        self.plot.clear()
-        self.legend.clear()
+        # The curves stay, emptied, for the next project's losses of the same names: making a
+        # pyqtgraph curve costs ~10 ms of GUI time (hundreds of signal connections).
+        self._spare: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {
+            **getattr(self, "_spare", {}), **getattr(self, "curves", {})}
+        self._legend_names: set[str] = getattr(self, "_legend_names", set())
+        for raw, smooth in self._spare.values():  # their legend entries stay until set_history
+            raw.setData([], [])
+            smooth.setData([], [])
         self.history = LossHistory()
         self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._time_base = 0.0  # seconds of history before this session's live job
@@ -126,11 +132,20 @@ class LossPlot(QWidget):
         self.history = history
         self._time_base = history.last_time()
         self._redraw_all()
+        self._prune_legend()
+
+    def _prune_legend(self) -> None:
+        """The legend names the curves in use only (spare ones keep their items, not an entry)."""
+        for name, (_, smooth) in self._spare.items():
+            if name in self._legend_names:
+                self.legend.removeItem(smooth)
+                self._legend_names.discard(name)
 
     def start_live(self) -> None:
         """A job begins: live times continue after the history's last time."""
         self._time_base = self.history.last_time()
         self._t0 = time.monotonic()
+        self._prune_legend()
 
     def add_batch(self, events: list) -> None:
         """A batch of engine Losses events (coalesced by the worker's sink)."""
@@ -146,13 +161,19 @@ class LossPlot(QWidget):
 
     # ------------------------------------------------------------------ drawing
     def _curve(self, name: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        if name not in self.curves and name in self._spare:
+            self.curves[name] = self._spare.pop(name)
+            if name not in self._legend_names:
+                self.legend.addItem(self.curves[name][1], name)
+                self._legend_names.add(name)
         if name not in self.curves:
             color = pg.mkColor(COLORS[len(self.curves) % len(COLORS)])
             faint = pg.mkColor(color)
             faint.setAlpha(60)
             raw = self.plot.plot(pen=pg.mkPen(faint, width=1))
-            smooth = self.plot.plot(pen=pg.mkPen(color, width=2), name=name)
+            smooth = self.plot.plot(pen=pg.mkPen(color, width=2), name=name)  # its legend entry
             self.curves[name] = (raw, smooth)
+            self._legend_names.add(name)
         return self.curves[name]
 
     def _redraw(self, name: str) -> None:
@@ -161,7 +182,8 @@ class LossPlot(QWidget):
         # A plot a thousand pixels wide shows no more than MAX_DRAWN points per curve: a long
         # run's 50,000 rows are drawn as every k-th one (and the last), so neither opening the
         # project nor each live batch redraws them all on the GUI thread.
-        keep = slice(None) if len(x) <= MAX_DRAWN else np.r_[0:len(x):-(-len(x) // MAX_DRAWN), len(x) - 1]
+        keep = slice(None) if len(x) <= MAX_DRAWN else np.append(np.arange(0, len(x), -(-len(x) // MAX_DRAWN)),
+                                                                len(x) - 1)
         raw, smooth = self._curve(name)
         if self.show_raw.isChecked():
             raw.setData(x[keep], np.asarray(s.raw)[keep])
@@ -170,6 +192,9 @@ class LossPlot(QWidget):
         smooth.setData(x[keep], np.asarray(s.smooth)[keep])
 
     def _redraw_all(self) -> None:
-        self.plot.setLabel("bottom", "time (s)" if self.x_axis.currentIndex() == 1 else "iteration")
+        label = "time (s)" if self.x_axis.currentIndex() == 1 else "iteration"
+        if label != getattr(self, "_x_label", None):  # setting it again re-lays the axis out
+            self.plot.setLabel("bottom", label)
+            self._x_label = label
         for name in getattr(self, "series", {}):
             self._redraw(name)

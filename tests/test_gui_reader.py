@@ -71,3 +71,27 @@ def test_a_newer_project_makes_the_older_read_stale(qtbot, tmp_path):
     qtbot.wait(50)
     assert view.losses.series == {}  # the first project's 50,000 rows never reached the view
     close_window(window)
+
+
+def test_the_loss_plot_reuses_its_curves_and_its_legend_names_what_is_shown(qtbot):
+    from murid_gui.loss_plot import MAX_DRAWN, LossHistory, LossPlot
+
+    def history(names, rows):
+        h = LossHistory()
+        for i in range(1, rows + 1):
+            h.add("adapt", i, 0.1 * i, {n: 1.0 / i for n in names})
+        return h
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.set_history(history(("total", "seg"), 3 * MAX_DRAWN))
+    first = dict(plot.curves)
+    legend = lambda: sorted(label.text for _, label in plot.legend.items)  # noqa: E731
+    assert legend() == ["seg", "total"]
+    x, _ = first["total"][1].getData()
+    assert len(x) <= MAX_DRAWN + 1 and x[-1] == 3 * MAX_DRAWN  # every k-th point, and the last
+    plot.clear()  # another project: the same names reuse the curves, others leave the legend
+    plot.set_history(history(("total", "kl"), 10))
+    assert plot.curves["total"] is first["total"] and legend() == ["kl", "total"]
+    spare = first["seg"][1].getData()[0]
+    assert spare is None or len(spare) == 0  # the spare curve shows nothing
