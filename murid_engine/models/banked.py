@@ -3,7 +3,8 @@
 At inference the MURID teacher needs a source partner for every target image (DESIGN.md §2);
 ``BankedTeacher`` carries that partner as a bank of pooled source features, so it has the
 same interface as a plain network (``forward(x) -> {'out': logits}``) and predict, evaluate and
-pseudo-labelling treat teacher and student alike. The bank's cost is part of its speed.
+pseudo-labelling treat teacher and student alike. The bank's cost is part of its speed; its
+keys and values are computed once per model version (models/bank_cache.py), not per image.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class BankedTeacher(nn.Module):
     def bank(self) -> SourceBank:
         return {p: getattr(self, f"bank_{p}") for p in self.points}
 
-    def forward(self, x: torch.Tensor) -> dict[str, object]:
-        return self.teacher.forward_target(x, self.bank)
+    def forward(self, x: torch.Tensor, entries: torch.Tensor | None = None) -> dict[str, object]:
+        """``entries``: the bank entries each image attends to (None: all; forward_target)."""
+        return self.teacher.forward_target(x, self.bank, entries)
 
 
 def bank_to_state(bank: SourceBank) -> dict[str, torch.Tensor]:

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bank_cache import BankKeyValueCache, EntryKeyValues
+
 BANK_MODES = ("ensemble", "mean")
 
 
@@ -103,6 +105,12 @@ class MutualRefinement(nn.Module):
         self.o_proj = nn.Conv2d(dim, channels, 1)
         self.gamma_s = nn.Parameter(torch.zeros(()))
         self.gamma_t = nn.Parameter(torch.zeros(()))
+        self.bank_cache = BankKeyValueCache()  # not state: rebuilt from the weights and the bank
+
+    def train(self, mode: bool = True) -> MutualRefinement:
+        if mode:  # weights are about to change, possibly in ways no version counter sees (DDP)
+            self.bank_cache.clear()
+        return super().train(mode)
 
     # -- statistics exchange -------------------------------------------------------------------
     def _exchange_weight(self, n: int, device: torch.device, lam: float | torch.Tensor | None
@@ -192,8 +200,34 @@ class MutualRefinement(nn.Module):
         """What a source-feature bank stores for this point: pooled tokens, K×C×t×t, float32."""
         return self.pool_tokens(fs).float().contiguous()
 
+    def bank_keys_values(self, bank_fs: torch.Tensor) -> EntryKeyValues:
+        """Keys and values of every entry of a bank (K×C×h×w or K×C×t×t), K×T×d each.
+
+        Cached until the projections or the bank change (models/bank_cache.py); projected afresh
+        in grad mode. Computed in float32 outside autocast, so a cached entry is what it would
+        be on its own, whatever the caller's precision.
+        """
+        if bank_fs.dim() != 4 or bank_fs.shape[1] != self.channels or bank_fs.shape[0] == 0:
+            raise ValueError(f"a bank for this MR point must be K×{self.channels}×h×w with K ≥ 1, "
+                             f"not {tuple(bank_fs.shape)}")
+        projections = (self.k_proj.weight, self.k_proj.bias, self.v_proj.weight, self.v_proj.bias)
+
+        def compute() -> EntryKeyValues:
+            weight = self.k_proj.weight
+            with torch.autocast(weight.device.type, enabled=False):
+                bank = bank_fs.to(device=weight.device, dtype=weight.dtype)
+                if bank.shape[-2:] != (self.tokens, self.tokens):
+                    bank = self.pool_tokens(bank)
+                k, v = self._keys_values(bank)  # K×1×T×d, d not contiguous
+            # Contiguous: with a last dimension of stride 1, scaled_dot_product_attention runs
+            # its fused CPU kernel instead of the reference one (whose -inf checks cost more
+            # than the softmax itself).
+            return EntryKeyValues(k.squeeze(1).contiguous(), v.squeeze(1).contiguous())
+
+        return self.bank_cache.get([*projections, bank_fs], compute)
+
     def refine_target(self, ft: torch.Tensor, bank_fs: torch.Tensor,
-                      chunk_elems: int = 1 << 25) -> torch.Tensor:
+                      entries: torch.Tensor | None = None, chunk_elems: int = 1 << 25) -> torch.Tensor:
         """Refine target features against a bank of K source entries (K×C×h×w or K×C×t×t).
 
         No statistics exchange (the target keeps its own statistics, as in eval mode).
@@ -202,30 +236,27 @@ class MutualRefinement(nn.Module):
         each term is exactly the training-time computation, and no result depends on batch
         order. Costs K attentions, computed in chunks of the bank so memory stays bounded.
         'mean': one attention against the position-wise mean of the bank's tokens: K× cheaper,
-        but the keys are smoother than any single source image seen in training.
+        but the keys are smoother than any single source image seen in training (the
+        projections are affine, so the mean of the entries' keys is the mean tokens' keys).
+        ``entries`` picks the bank's entries each image attends to (see EntryKeyValues.select):
+        a per-image bank drawn from a pool costs an index, not a projection.
         """
-        if bank_fs.dim() != 4 or bank_fs.shape[1] != self.channels or bank_fs.shape[0] == 0:
-            raise ValueError(f"a bank for this MR point must be K×{self.channels}×h×w with K ≥ 1, "
-                             f"not {tuple(bank_fs.shape)}")
-        bank = bank_fs.to(device=ft.device, dtype=ft.dtype)
-        if bank.shape[-2:] != (self.tokens, self.tokens):
-            bank = self.pool_tokens(bank)
+        keys, values = self.bank_keys_values(bank_fs).select(entries, ft.shape[0])  # B×M×T×d
         if self.bank_mode == "mean":
-            bank = bank.mean(dim=0, keepdim=True)
-        k, v = self._keys_values(bank)  # K×1×T×d
-        k, v = k.transpose(0, 1), v.transpose(0, 1)  # 1×K×T×d: the bank entries act as heads
-        q = self._queries(ft)  # N×1×L×d
+            keys, values = keys.mean(dim=1, keepdim=True), values.mean(dim=1, keepdim=True)
+        q = self._queries(ft).contiguous()  # N×1×L×d
+        keys, values = keys.to(q.dtype), values.to(q.dtype)
         n, _, length, dim = q.shape
         step = max(1, chunk_elems // max(1, n * length * dim))
         total = torch.zeros_like(q)
-        for start in range(0, k.shape[1], step):
-            kc, vc = k[:, start:start + step], v[:, start:start + step]
-            shape = (n, kc.shape[1], kc.shape[2], dim)
+        for start in range(0, keys.shape[1], step):
+            kc, vc = keys[:, start:start + step], values[:, start:start + step]
+            shape = (n, kc.shape[1], kc.shape[2], dim)  # the bank entries act as heads
             out = F.scaled_dot_product_attention(q.expand(n, kc.shape[1], length, dim),
                                                  kc.expand(shape), vc.expand(shape))
             total = total + out.sum(dim=1, keepdim=True)
         # o_proj is linear, so projecting the mean equals the mean of the projected outputs.
-        return ft + self.gamma_t * self._project_out(total / k.shape[1], ft)
+        return ft + self.gamma_t * self._project_out(total / keys.shape[1], ft)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, tokens={self.tokens}, alpha={self.alpha}, "

@@ -133,9 +133,13 @@ class MuridTeacher(nn.Module):
         return self.net(x)
 
     # -- inference with a cached source bank ---------------------------------------------------
-    def forward_target(self, target: torch.Tensor, bank: SourceBank | None = None
-                       ) -> dict[str, object]:
+    def forward_target(self, target: torch.Tensor, bank: SourceBank | None = None,
+                       entries: torch.Tensor | None = None) -> dict[str, object]:
         """Target only; each active MR point refines against ``bank[point]``.
+
+        ``entries``: which of the bank's entries each image attends to (None: all of them;
+        see EntryKeyValues.select). The bank's keys and values are cached per MR point while
+        the weights and the bank stay unchanged (models/bank_cache.py).
 
         Returns {'out': logits at input size, 'features': point -> refined target features}.
         """
@@ -150,7 +154,7 @@ class MuridTeacher(nn.Module):
         for point, stage in enumerate(backbone.stages, start=1):
             x = stage(x)
             if self._active(point):
-                x = self.mr[str(point)].refine_target(x, bank[point])  # type: ignore[index]
+                x = self.mr[str(point)].refine_target(x, bank[point], entries)  # type: ignore[index]
             if point in self.points:
                 feats[point] = x
         return {"out": self._head(x, target.shape[-2:]), "features": feats}
