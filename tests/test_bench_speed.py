@@ -33,7 +33,8 @@ def report(run) -> dict:
 
 def test_json_has_every_inference_figure(report):
     assert report["input_size"] == [64, 32] and report["threads"] == 1
-    assert report["teacher_ms"] > 0 and report["student_ms"] > 0
+    assert report["teacher_ms"] > 0 and report["student_ms"] > 0 and report["teacher_uncached_ms"] > 0
+    assert report["runs"]["teacher_uncached"] >= 5
     assert report["speedup"] == pytest.approx(report["teacher_ms"] / report["student_ms"], rel=1e-2)
     assert report["runs"]["teacher"] >= 5 and report["runs"]["student"] >= 5
 
@@ -82,6 +83,8 @@ def test_text_table_states_machine_runtimes_and_verdicts(run):
     header = next(line for line in text.splitlines() if "PyTorch" in line)
     assert ("onnxruntime" in header) == HAS_ORT
     assert "teacher_ms" in text and "student_ms" in text
+    assert next(line for line in text.splitlines() if line.startswith("  uncached")).split()[1] == (
+        f"{run[1]['teacher_uncached_ms']:.2f}")
     if HAS_TRAINING_BENCH:
         overhead = next(line for line in text.splitlines() if line.startswith("overhead"))
         assert "target <= 10%" in overhead and ("PASS" in overhead or "FAIL" in overhead)

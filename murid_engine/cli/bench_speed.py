@@ -189,12 +189,13 @@ def _inference_lines(r: dict[str, Any]) -> list[str]:
 
     def row(label: str, key: str, unit: str, note: str = "") -> str:
         fmt = "{:.2f}" + unit
-        cell = f"{fmt.format(ort[key]):>13}" if ort.get("available") and key in ort else ""
+        cell = (f"{fmt.format(ort[key]) if key in ort else '':>13}" if ort.get("available") else "")
         return f"{label:<11}{fmt.format(r[key]):>9}{cell}{note}"
 
-    lines += [row("teacher_ms", "teacher_ms", "", "   (with its source bank)"),
-              row("student_ms", "student_ms", ""),
-              row("speedup", "speedup", "x")]
+    lines.append(row("teacher_ms", "teacher_ms", "", "   (with its source bank; its keys and values cached)"))
+    if "teacher_uncached_ms" in r:  # absent from JSON written before the cache
+        lines.append(row("  uncached", "teacher_uncached_ms", "", "   (the bank's keys and values projected per image)"))
+    lines += [row("student_ms", "student_ms", ""), row("speedup", "speedup", "x")]
     if ort and not ort.get("available"):
         lines.append(f"onnxruntime: {ort['note']}")
     return lines
