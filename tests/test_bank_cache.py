@@ -13,6 +13,7 @@ from murid_engine.models.bank_cache import bank_caching, clear_bank_caches
 from murid_engine.models.banked import BankedTeacher
 from murid_engine.models.mutual_refinement import MRConfig, MutualRefinement
 from murid_engine.models.teacher import MuridTeacher
+from test_mutual_refinement import _set_gates as _gates  # opened: at 0 the bank would not matter
 
 LOGIT_TOLERANCE = 1e-4  # the largest logit difference a cached prediction may show
 
@@ -20,15 +21,6 @@ LOGIT_TOLERANCE = 1e-4  # the largest logit difference a cached prediction may s
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def _gates(model: torch.nn.Module, value: float) -> None:
-    """Open the MR gates: at their initial 0 the bank has no effect and no test could fail."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, MutualRefinement):
-                m.gamma_s.fill_(value)
-                m.gamma_t.fill_(value)
 
 
 def _banked(seed: int = 0) -> BankedTeacher:

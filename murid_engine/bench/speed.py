@@ -5,7 +5,8 @@ timed after a warm-up run; the figure is the median of the timed runs. The teach
 includes the attention of its MR points to the source bank: the partner cost that the single-
 branch student removes (DESIGN.md §2). The teacher is timed twice, with the bank's keys and values
 cached (how it runs) and projected again for every image (models/bank_cache.py), so the
-cache's gain is measured in the same run. Each model is also exported to ONNX (murid_engine.export,
+cache's gain is measured in the same run; the three PyTorch timings alternate in rounds so
+that a shared machine's changing load falls on each of them alike. Each model is also exported to ONNX (murid_engine.export,
 which checks the file against PyTorch) and timed in onnxruntime's CPU provider at the same size,
 thread count and timing rule, since that is how a deployed student runs.
 """
@@ -20,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,25 @@ def machine_info() -> dict[str, Any]:
             "load_average": load, "busy": busy}
 
 
+ROUNDS = 3  # the PyTorch timings alternate in rounds: a shared machine's load falls on each alike
+
+
+def interleaved_speeds(teacher: torch.nn.Module, student: torch.nn.Module, size: tuple[int, int],
+                       threads: int, min_seconds: float) -> tuple[Speed, Speed, Speed]:
+    """(teacher, teacher with its bank cache off, student), each timed in ROUNDS alternating
+    turns of `min_seconds` / ROUNDS; a figure is the median of its turns' medians."""
+    from murid_engine.models.bank_cache import bank_caching
+
+    turns: list[list[Speed]] = [[], [], []]
+    for _ in range(ROUNDS):
+        turns[0].append(measure_ms(teacher, size, threads, min_seconds=min_seconds / ROUNDS))
+        with bank_caching(teacher, enabled=False):
+            turns[1].append(measure_ms(teacher, size, threads, min_seconds=min_seconds / ROUNDS))
+        turns[2].append(measure_ms(student, size, threads, min_seconds=min_seconds / ROUNDS))
+    return tuple(replace(runs[0], ms=round(statistics.median(r.ms for r in runs), 3),
+                         runs=sum(r.runs for r in runs)) for runs in turns)
+
+
 def bench_speed(project_dir: Path | None = None, size: tuple[int, int] | None = None,
                 threads: int | None = None, min_seconds: float = 1.0, onnx: bool = True) -> dict[str, Any]:
     """teacher_ms, student_ms, speed-up and the input size, for a project's models or demo models,
@@ -260,12 +280,7 @@ def bench_speed(project_dir: Path | None = None, size: tuple[int, int] | None = 
     threads = torch.get_num_threads() if threads is None else threads
     with torch_threads(threads):
         machine = machine_info()
-    from murid_engine.models.bank_cache import bank_caching
-
-    t = measure_ms(teacher, size, threads, min_seconds=min_seconds)
-    with bank_caching(teacher, enabled=False):
-        tu = measure_ms(teacher, size, threads, min_seconds=min_seconds)
-    s = measure_ms(student, size, threads, min_seconds=min_seconds)
+    t, tu, s = interleaved_speeds(teacher, student, size, threads, min_seconds)
     result = {"models": what, "input_size": list(size), "threads": t.threads, "device": t.device,
               "teacher_ms": t.ms, "teacher_uncached_ms": tu.ms, "student_ms": s.ms,
               "speedup": round(t.ms / s.ms, 3),
