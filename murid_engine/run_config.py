@@ -18,6 +18,7 @@ from murid_engine.models.mutual_refinement import MRConfig
 from murid_engine.training.batches import AugmentConfig
 
 STAGES = ("warmup", "adapt", "curriculum", "distill")
+CACHE_MODES = ("auto", "disk", "off")  # data.cache (training/image_stores.py)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -47,6 +48,9 @@ class DataConfig:
     flip: bool = True  # random horizontal flips
     batch_size: int = 8  # images per domain per iteration (source and target each)
     workers: int = 0  # DataLoader worker processes preparing batches; 0 = in the training process
+    # Where decoded images are kept: 'disk' (decoded once into <project>/cache), 'off' (decoded
+    # from the files at each read), 'auto' (disk when it fits with a margin; says which and why)
+    cache: str = "auto"
 
     def resolved_source_split(self) -> str | None:
         """The split to open the source with: SynthCity keeps its labelled domain in 'source'."""
@@ -72,6 +76,8 @@ class DataConfig:
                f"data.scale must be (low, high) with 0 < low <= high, not {self.scale}")
         _check(self.batch_size >= 1, f"data.batch_size must be 1 or more, not {self.batch_size}")
         _check(self.workers >= 0, f"data.workers must be 0 or more, not {self.workers}")
+        _check(self.cache in CACHE_MODES,
+               f"data.cache must be one of {', '.join(CACHE_MODES)}, not '{self.cache}'")
 
 
 @dataclass

@@ -13,7 +13,8 @@ from murid_engine.bench.memory import MemoryConfig, MemoryReport, PeakMemory
 HAS_TRAINING_BENCH = importlib.util.find_spec("murid_engine.bench.training_speed") is not None
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 QUICK = ("--size", "64x32", "--threads", "1", "--seconds", "0.05")
-TRAIN_QUICK = ("--training-preset", "smoke", "--training-iterations", "2")
+TRAIN_QUICK = ("--training-preset", "smoke", "--training-iterations", "2",
+               "--loader-size", "96x48", "--loader-batches", "2")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,14 @@ def test_training_throughput_and_overhead(report):
     assert t["overhead_limit"] == 0.10 and t["pass"] == (t["overhead_ratio"] <= 0.10)
 
 
+def test_loader_images_per_second_from_the_cache_and_from_the_files(run):
+    lo = run[1]["loader"]
+    assert lo["image_size"] == [96, 48] and lo["batches"] == 2 and lo["crop"] == [64, 32]
+    assert lo["disk"]["images_per_s"] > 0 and lo["off"]["images_per_s"] > 0
+    line = next(line for line in run[0].splitlines() if line.startswith("images/s data.cache=disk"))
+    assert "data.cache=off" in line
+
+
 def test_text_table_states_machine_runtimes_and_verdicts(run):
     text = run[0]
     assert text.startswith("machine ") and "torch " in text
@@ -101,6 +110,7 @@ def test_text_table_states_machine_runtimes_and_verdicts(run):
     (("--project", "/nonexistent/project"), "is not a folder"),
     (("--training-iterations", "0"), "--training-iterations and --training-repeats must be 1 or more"),
     (("--training-preset", "no-such-preset"), "no-such-preset"),
+    (("--loader-batches", "0"), "--loader-batches must be 1 or more, not 0"),
 ])
 def test_bad_options_are_one_sentence(args, fragment):
     assert fragment in murid("bench", "speed", *args).error_line()

@@ -197,7 +197,7 @@ def test_the_labels_of_a_new_round_are_picked_up(data, tmp_path, workers):
     cfg = config(data, workers=workers, scale=(1.0, 1.0), flip=False)
     project = Project.create(tmp_path / "project", cfg)
     domains = Domains.load(cfg, project_cache_dir(project.root))
-    stems, shape = domains.target.stems, domains.target.cache.index.shapes[0]
+    stems, shape = domains.target.stems, domains.target.store.shape(0)
     assert shape == (32, 64) and tuple(cfg.data.crop) == (64, 32)
     write_round(project, 1, stems, shape, 3)
     write_round(project, 2, stems, shape, 5)
@@ -220,7 +220,7 @@ def test_a_round_without_a_label_of_an_image_is_refused_before_training(data, tm
     cfg = config(data)
     project = Project.create(tmp_path / "project", cfg)
     domains = Domains.load(cfg, project_cache_dir(project.root))
-    stems, shape = domains.target.stems, domains.target.cache.index.shapes[0]
+    stems, shape = domains.target.stems, domains.target.store.shape(0)
     write_round(project, 1, stems[1:], shape, 3)
     with pytest.raises(UserError, match=f"no label for image '{stems[0]}'"):
         RoundLabels(project, 1).check(stems)
@@ -279,3 +279,97 @@ def test_the_training_speed_benchmark_compares_the_engine_with_a_bare_loop(data)
     assert record["crop"] == [64, 32] and record["threads"] == 1 and record["device"] == "cpu"
     with pytest.raises(UserError, match="iterations"):
         measure_training_speed(load_preset("smoke"), spec, spec, iterations=0)
+
+
+# ------------------------------------------------------------------ data.cache: where images live
+def _stores_batches(domains, cfg, iterations=4):
+    batches = batches_of(domains, cfg)
+    try:
+        return [batches.get(stage, it, iterations, domains.target if stage == "adapt" else None)
+                for stage in ("warmup", "adapt") for it in range(iterations)]
+    finally:
+        batches.close()
+
+
+@pytest.mark.parametrize("size", [None, (48, 24)])
+def test_disk_cache_and_decoding_from_the_files_give_the_same_batches(data, tmp_path, size):
+    from murid_engine.training.file_images import FileImages
+    from murid_engine.training.image_cache import ImageCache
+
+    disk_cfg = config(data, cache="disk", source_size=size, target_size=size)
+    off_cfg = config(data, cache="off", source_size=size, target_size=size)
+    disk = Domains.load(disk_cfg, tmp_path / "disk")
+    off = Domains.load(off_cfg, tmp_path / "off")
+    assert isinstance(disk.source.store, ImageCache) and isinstance(off.target.store, FileImages)
+    assert not (tmp_path / "off").exists()  # nothing decoded to disk
+    with one_thread():
+        a, b = _stores_batches(disk, disk_cfg), _stores_batches(off, off_cfg)
+        for x, y in zip(a, b):
+            assert torch.equal(x.source, y.source) and torch.equal(x.source_labels, y.source_labels)
+            assert (x.target is None) == (y.target is None)
+            assert x.target is None or torch.equal(x.target, y.target)
+        # Workers decode in their own processes: still the same batches.
+        workers = _stores_batches(off, config(data, workers=1, cache="off", source_size=size,
+                                              target_size=size), iterations=2)
+    assert same(workers[2], a[4]) and same(workers[0], a[0])  # adapt 0, warmup 0
+    assert off.target.stems == disk.target.stems
+    assert torch.equal(off.source.images[3], disk.source.images[3])
+
+
+def test_the_labels_of_a_round_are_read_the_same_without_a_cache(data, tmp_path):
+    cfg = config(data, cache="off")
+    project = Project.create(tmp_path / "project", cfg)
+    domains = Domains.load(cfg, project_cache_dir(project.root))
+    stems, shape = domains.target.stems, domains.target.store.shape(0)
+    assert shape == (32, 64)
+    write_round(project, 1, stems, shape, 4)
+    with one_thread():
+        batch = batches_of(domains, cfg).get("curriculum", 0, 1,
+                                             domains.target.with_labels(RoundLabels(project, 1)))
+    assert (batch.target_labels == 4).any() and batch.target.shape == (2, 3, 32, 64)
+
+
+def test_auto_uses_the_disk_cache_when_it_fits_and_says_so(data, tmp_path):
+    from murid_engine.jobs import CollectingSink
+
+    sink = CollectingSink()
+    domains = Domains.load(config(data), tmp_path / "cache", sink)
+    [note] = [e.text for e in sink.events]
+    assert note.startswith(f"data.cache auto ({tmp_path / 'cache'}): the source images in the disk cache (")
+    assert "MB to write" in note
+    assert "the target images in the disk cache" in note and "\n" not in note
+    assert sorted(p.suffix for p in (tmp_path / "cache").glob("*.bin")) == [".bin", ".bin"]
+    assert len(domains.source) == 12
+    again = CollectingSink()
+    Domains.load(config(data), tmp_path / "cache", again)
+    assert "built already" in again.events[0].text  # a built cache is reused, whatever the space
+
+
+def test_auto_decodes_from_the_files_when_the_disk_is_too_small(data, tmp_path, monkeypatch):
+    import murid_engine.training.image_stores as image_stores
+    from murid_engine.jobs import CollectingSink
+    from murid_engine.training.file_images import FileImages
+
+    monkeypatch.setattr(image_stores, "free_bytes", lambda folder: 1000)
+    sink = CollectingSink()
+    domains = Domains.load(config(data), tmp_path / "cache", sink)
+    [note] = [e.text for e in sink.events]
+    assert "the source images decoded from their files at each read" in note
+    assert "the disk has 0.0 MB free" in note and "the target images decoded" in note
+    assert isinstance(domains.source.store, FileImages) and isinstance(domains.target.store, FileImages)
+    assert not list((tmp_path / "cache").glob("*.bin"))
+
+
+def test_auto_keeps_a_margin_beyond_the_cache_size(data, tmp_path, monkeypatch):
+    import murid_engine.training.image_stores as image_stores
+
+    ds = source_dataset(data)
+    needed = image_stores.decoded_bytes(ds, True, None)
+    assert needed == 12 * 64 * 32 * 4
+    # Room for the cache itself, but not for the margin of 1 GiB after it: off.
+    monkeypatch.setattr(image_stores, "free_bytes", lambda folder: needed + image_stores.GIB - 1)
+    plan = image_stores.StorePlan("auto", tmp_path)
+    assert not isinstance(plan.open(ds, "source", True, None, "decode"), ImageCache)
+    monkeypatch.setattr(image_stores, "free_bytes", lambda folder: needed + image_stores.GIB)
+    plan = image_stores.StorePlan("auto", tmp_path)
+    assert isinstance(plan.open(ds, "source", True, None, "decode"), ImageCache)

@@ -39,6 +39,8 @@ def loss_keys(project: Project) -> list[tuple[str, int]]:
 def test_smoke_run_leaves_a_complete_project(trained, tmp_path):
     data, root, result = trained
     project = Project.open(root)
+    # data.cache: auto (the preset's) said once where it put the images and why
+    assert result.out.count(f"data.cache auto ({root / 'cache'}): the source images in the disk cache") == 1
     assert {"teacher", "source_only", "latest"} <= set(project.checkpoints())
     teacher = load_checkpoint(project.checkpoint_path("teacher"))
     assert (teacher.stage, teacher.iteration) == ("curriculum", SMOKE_CURRICULUM_ITERATIONS)
@@ -78,6 +80,7 @@ def test_smoke_run_leaves_a_complete_project(trained, tmp_path):
     (["--preset", "no-such-preset"], "no-such-preset"),
     (["--set", "model.no_such_key=1"], "model.no_such_key"),
     (["--set", "adapt.iterations=many"], "many"),
+    (["--set", "data.cache=ram"], "data.cache must be one of auto, disk, off, not 'ram'"),
 ])
 def test_train_configuration_errors(tmp_path, args, expected):
     project = tmp_path / "p"

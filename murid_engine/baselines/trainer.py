@@ -33,7 +33,7 @@ def train_baseline(project: Project, which: str, settings: BaselineConfig, sink:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     net = job.precision.model(DeepLabV2(cfg.model).to(job.device))
-    domains = dist.main_first(lambda: Domains.load(cfg, project_cache_dir(project.root)))
+    domains = dist.main_first(lambda: Domains.load(cfg, project_cache_dir(project.root), job.sink))
     batches = TrainingBatches(domains.source, domains.target, cfg.data, cfg.seed, job.device,
                               rank=dist.rank, world_size=dist.world_size)
     parts = _stages.BaselineParts(net, gen, domains, batches, settings)

@@ -2,13 +2,14 @@
 
     murid bench speed [--project DIR] [--size WxH] [--threads N] [--seconds S] [--no-onnx]
                       [--no-training | --training-preset NAME --training-iterations N
-                       --training-repeats N]
+                       --training-repeats N [--no-loader | --loader-size WxH --loader-batches N]]
                       [--memory [--memory-images N,M] [--memory-size WxH]
                        [--memory-commands predict,evaluate,pseudo]] [--json [FILE]]
 
 By default it takes about a minute on two cores: teacher and student ms per image in PyTorch and
 onnxruntime, and the training throughput with the engine's overhead over a bare loop (issue 7,
-item 3). `--memory` adds the peak memory of predict, evaluate and pseudo at two dataset sizes,
+item 3), and the loader's images/s from the decoded-image cache and from the files
+(`data.cache` disk vs off, issue 17). `--memory` adds the peak memory of predict, evaluate and pseudo at two dataset sizes,
 which costs a few minutes more (registered by bench_cmd).
 """
 
@@ -65,13 +66,19 @@ def register_speed(which) -> None:
     speed.add_argument("--no-onnx", dest="onnx", action="store_false",
                        help="skip the onnxruntime figures")
     speed.add_argument("--no-training", dest="training", action="store_false",
-                       help="skip the training throughput and overhead figures")
+                       help="skip the training throughput, overhead and loader figures")
     speed.add_argument("--training-preset", default="cpu-demo", metavar="NAME",
                        help="preset whose network, crop and batch the training figures use (cpu-demo)")
     speed.add_argument("--training-iterations", type=int, default=30, metavar="N",
                        help="timed training iterations per run, engine and bare loop each (30)")
     speed.add_argument("--training-repeats", type=int, default=1, metavar="N",
                        help="runs of each, alternating; the medians are reported (1)")
+    speed.add_argument("--no-loader", dest="loader", action="store_false",
+                       help="skip the loader figures (images/s with data.cache disk and off)")
+    speed.add_argument("--loader-size", type=parse_size, default=(1024, 512), metavar="WxH",
+                       help="image size of the loader runs' SynthCity set (1024x512)")
+    speed.add_argument("--loader-batches", type=int, default=20, metavar="N",
+                       help="timed batches of each loader run (20)")
     speed.add_argument("--memory", action="store_true",
                        help="also measure the peak memory of predict, evaluate and pseudo on two "
                             "dataset sizes (a minute or two)")
@@ -104,6 +111,8 @@ def run_speed_cmd(args) -> int:
     if args.training and min(args.training_iterations, args.training_repeats) < 1:
         raise UserError("--training-iterations and --training-repeats must be 1 or more, not "
                         f"{args.training_iterations} and {args.training_repeats}")
+    if args.loader_batches < 1:
+        raise UserError(f"--loader-batches must be 1 or more, not {args.loader_batches}")
     if args.training:
         from murid_engine.config import load_preset
 
@@ -117,6 +126,15 @@ def run_speed_cmd(args) -> int:
                 "preset, engine and bare loop")
         result["training"] = training_figures(args.training_preset, args.threads or result["threads"],
                                               args.training_iterations, args.training_repeats)
+    if args.training and args.loader:  # the training batches' cost, part of the training figures
+        from murid_engine.bench.loader_speed import measure_loader_speed
+        from murid_engine.config import load_preset
+
+        w, h = args.loader_size
+        _stderr(f"timing the {args.training_preset} preset's batches from {w}x{h} images, "
+                "data.cache disk and off")
+        result["loader"] = measure_loader_speed(load_preset(args.training_preset), args.loader_size,
+                                                batches=args.loader_batches)
     if memory_cfg is not None:
         from murid_engine.bench.memory import measure_memory
 
@@ -218,6 +236,16 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
             f"{100 * t['overhead_limit']:.0f}%: {verdict}"]
 
 
+def _loader_lines(lo: dict[str, Any]) -> list[str]:
+    w, h = lo["image_size"]
+    cw, ch = lo["crop"]
+    disk, off = lo["disk"], lo["off"]
+    return [f"loader   batches of {lo['batch']}+{lo['batch']} crops of {cw}x{ch} from {w}x{h} PNGs, "
+            f"{lo['workers']} worker(s); {lo['batches']} timed batches",
+            f"images/s data.cache=disk {disk['images_per_s']:.1f} (cache built in {disk['prepare_s']:.1f} s), "
+            f"data.cache=off {off['images_per_s']:.1f} (decodes every crop's image)"]
+
+
 def _memory_lines(mem: dict[str, Any]) -> list[str]:
     small, large = mem["images"]
     w, h = mem["size"]
@@ -238,6 +266,8 @@ def format_speed(result: dict[str, Any]) -> str:
     lines = _machine_lines(result["machine"]) + _inference_lines(result)
     if "training" in result:
         lines += [""] + _training_lines(result["training"])
+    if "loader" in result:
+        lines += [""] + _loader_lines(result["loader"])
     if "memory" in result:
         lines += [""] + _memory_lines(result["memory"])
     return "\n".join(lines)

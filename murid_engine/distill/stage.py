@@ -19,7 +19,7 @@ from murid_engine.jobs import Message
 from murid_engine.models.teacher import own_batch_stats
 from murid_engine.run_config import DistillConfig
 from murid_engine.training.domains import Domains
-from murid_engine.training.image_cache import CachedImages
+from murid_engine.training.domain_images import DomainImages
 from murid_engine.training.loader import Batch, TrainingBatches
 from murid_engine.training.optim import build_sgd
 from murid_engine.training.runner import JobContext, SavedState, Stage, register_stage
@@ -73,7 +73,7 @@ class StudentParts:
     adapters: FeatureAdapters
     teacher: LoadedTeacher
     domains: Domains
-    target: CachedImages  # target-train images with the latest round's training maps
+    target: DomainImages  # target-train images with the latest round's training maps
     batches: TrainingBatches
 
 

@@ -30,7 +30,8 @@ from murid_engine.jobs import Control, EventSink, ImageProgress, Message, NullSi
 from murid_engine.models.pretrained import load_pretrained
 from murid_engine.project import Project
 from murid_engine.training.domains import Domains
-from murid_engine.training.image_cache import CachedImages, project_cache_dir
+from murid_engine.training.domain_images import DomainImages
+from murid_engine.training.image_cache import project_cache_dir
 from murid_engine.training.loader import RoundLabels, TrainingBatches
 from murid_engine.training.previews import PreviewStrip
 from murid_engine.training.round_labels import label_round, round_portion
@@ -105,7 +106,7 @@ class StudentTrainer:
             return True
         if self.domains is None:
             self.domains = self.dist.main_first(
-                lambda: Domains.load(self.cfg, project_cache_dir(self.project.root)))
+                lambda: Domains.load(self.cfg, project_cache_dir(self.project.root), self.sink))
         target = self._pseudo_labelled_target()
         self.batches = TrainingBatches(self.domains.source, self.domains.target, self.cfg.data,
                                        self.cfg.seed + SEED_OFFSET, self.device,
@@ -143,7 +144,7 @@ class StudentTrainer:
         self.sink(Message(f"resumed the distillation from {path} at iteration {it}"))
         return it, ckpt.optimizer
 
-    def _pseudo_labelled_target(self) -> CachedImages:
+    def _pseudo_labelled_target(self) -> DomainImages:
         """Target-train images with the latest complete round's training maps.
 
         A project without a round (no curriculum stage) gets round 1 labelled by the teacher

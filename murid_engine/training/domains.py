@@ -1,8 +1,9 @@
 """The images a run trains on: the labelled source, the target-train images, the target-val split.
 
-The source and target-train images are decoded once into the run's decoded-image cache
-(image_cache.py: <project>/cache, reused by later runs while the files and sizes stay the same)
-and read from there one image at a time, so no domain is ever held in memory whole.
+The source and target-train images are read one image at a time, so no domain is ever held in
+memory whole: from the run's decoded-image cache (image_cache.py: <project>/cache, reused by later
+runs while the files and sizes stay the same) or from their own files, as `data.cache` says
+(image_stores.py).
 """
 
 from __future__ import annotations
@@ -16,21 +17,25 @@ import torch
 from murid_engine.data import open_dataset
 from murid_engine.data.base import Dataset
 from murid_engine.errors import UserError
+from murid_engine.jobs import EventSink, Message
 from murid_engine.run_config import RunConfig
 
-from .image_cache import CachedImages, ImageCache, temporary_cache_dir
+from .domain_images import DomainImages
+from .image_cache import temporary_cache_dir
+from .image_stores import StorePlan
 
 
 @dataclass
 class Domains:
-    source: CachedImages  # images and train-id labels
-    target: CachedImages  # images only (their labels, if any, are never read)
+    source: DomainImages  # images and train-id labels
+    target: DomainImages  # images only (their labels, if any, are never read)
     val: Dataset | None  # the labelled target split that previews and evaluation use
 
     @classmethod
-    def load(cls, cfg: RunConfig, cache_dir: Path | None = None) -> "Domains":
+    def load(cls, cfg: RunConfig, cache_dir: Path | None = None, sink: EventSink | None = None) -> "Domains":
         """The run's domains, decoded into `cache_dir` (a project's: image_cache.project_cache_dir;
-        None: a temporary folder removed when the process ends)."""
+        None: a temporary folder removed when the process ends) unless `data.cache` says
+        otherwise; `sink` hears, in one Message, where `data.cache: auto` put them and why."""
         d = cfg.data
         if not d.source or not d.target:
             raise UserError("a run needs a source and a target dataset (--source KIND:PATH "
@@ -43,18 +48,19 @@ class Domains:
         except UserError:
             val = None  # no validation split: previews use training images, no evaluation
         folder = temporary_cache_dir() if cache_dir is None else Path(cache_dir)
-        source = ImageCache.open(source_ds, folder, "source", with_labels=True, size=d.source_size,
-                                 workers=d.workers, desc="decode source")
-        target = ImageCache.open(target_ds, folder, "target", with_labels=False, size=d.target_size,
-                                 workers=d.workers, desc="decode target")
-        return cls(CachedImages(source, own_labels=True), CachedImages(target), val)
+        plan = StorePlan(d.cache, folder, d.workers)
+        source = plan.open(source_ds, "source", with_labels=True, size=d.source_size, desc="decode source")
+        target = plan.open(target_ds, "target", with_labels=False, size=d.target_size, desc="decode target")
+        if sink is not None and plan.note():
+            sink(Message(plan.note()))
+        return cls(DomainImages(source, own_labels=True), DomainImages(target), val)
 
     @property
     def val_labelled(self) -> bool:
         return self.val is not None and self.val.has_labels
 
 
-def bank_images(source: CachedImages, count: int, seed: int) -> list[torch.Tensor]:
+def bank_images(source: DomainImages, count: int, seed: int) -> list[torch.Tensor]:
     """A fixed random choice of source images (float, [0, 1]) for the teacher's source bank."""
     rng = np.random.default_rng(seed + 7919)
     idx = rng.choice(len(source), size=min(count, len(source)), replace=False)

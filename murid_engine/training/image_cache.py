@@ -19,6 +19,8 @@ never sees another build's bytes under its index. A cache whose index is missing
 unreadable or of another fingerprint, or whose data file is not the size the index says (a
 truncated copy), is rebuilt, never trusted. The byte content of a data file of the right size is
 not checksummed: that would cost a full read of up to ~100 GB at every start.
+
+A run uses the cache under `data.cache: disk`, and under `auto` when it fits (image_stores.py).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ from murid_engine.errors import UserError
 from murid_engine.imageio import atomic_write_bytes
 from murid_engine.progress import progress
 
-from .batches import resize_labels, resize_rgb
+from .file_images import decode_item
 
 FORMAT = "murid-decoded-cache"
 VERSION = 1
@@ -142,10 +144,7 @@ class _Decode(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray | None] | str:
         try:
-            if self.with_labels:
-                image, label = self.dataset.read_pair(i)
-                return resize_rgb(image, self.size), resize_labels(label, self.size)
-            return resize_rgb(self.dataset.read_image(i), self.size), None
+            return decode_item(self.dataset, i, self.with_labels, self.size)
         except UserError as exc:
             return str(exc)
 
@@ -170,18 +169,28 @@ def _build_lock(folder: Path, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def free_bytes(folder: Path) -> int:
+    """Free bytes on the disk of `folder` (or of its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
 def _check_space(data_path: Path, needed: int) -> None:
     """Refuse, before hours of decoding, a cache that cannot fit (estimated from the first image)."""
-    free = shutil.disk_usage(data_path.parent).free
+    free = free_bytes(data_path.parent)
     if needed > free:
         gb = 1024 ** 3
         raise UserError(f"the decoded-image cache {data_path.parent} needs about {needed / gb:.1f} GB "
-                        f"and its disk has {free / gb:.1f} GB free; free some space, or make the "
-                        "images smaller with data.source_size / data.target_size")
+                        f"and its disk has {free / gb:.1f} GB free; free some space, set data.cache=off "
+                        "(decode from the files at each read), or make the images smaller with "
+                        "data.source_size / data.target_size")
 
 
 class ImageCache:
-    """One domain's decoded images (H×W×3 uint8) and labels (H×W uint8, train ids), memory-mapped.
+    """One domain's decoded images (H×W×3 uint8) and labels (H×W uint8, train ids), memory-mapped:
+    the ImageStore (domain_images.py) of `data.cache: disk`.
 
     Picklable: a DataLoader worker gets the paths and index, and maps the file itself.
     """
@@ -192,6 +201,24 @@ class ImageCache:
         self._map: np.ndarray | None = None
 
     # ------------------------------------------------------------------ open or build
+    @classmethod
+    def built(cls, dataset: Dataset, folder: Path, name: str, with_labels: bool,
+              size: tuple[int, int] | None = None) -> bool:
+        """Whether `folder/name.*` already holds a valid cache of `dataset` (open would reuse it)."""
+        index_path = Path(folder) / f"{name}.json"
+        if not index_path.is_file():
+            return False
+        return cls._valid_index(index_path, fingerprint(dataset, with_labels, size)) is not None
+
+    @staticmethod
+    def reclaimable_bytes(folder: Path, name: str) -> int:
+        """Bytes of the older data files of `name` that a new build deletes before it writes."""
+        total = 0
+        for old in Path(folder).glob(f"{name}-*.bin"):
+            with contextlib.suppress(OSError):
+                total += old.stat().st_size
+        return total
+
     @classmethod
     def open(cls, dataset: Dataset, folder: Path, name: str, with_labels: bool,
              size: tuple[int, int] | None = None, workers: int = 0, desc: str = "decode") -> ImageCache:
@@ -301,6 +328,9 @@ class ImageCache:
                                       shape=(self.index.data_bytes,))
         return self._map
 
+    def shape(self, i: int) -> tuple[int, int]:
+        return self.index.shapes[i]
+
     def image(self, i: int) -> np.ndarray:
         """Image i as a read-only H×W×3 view of the mapped file (copy it to keep or modify it)."""
         h, w = self.index.shapes[i]
@@ -317,74 +347,3 @@ class ImageCache:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"data_path": self.data_path, "index": self.index, "_map": None}
-
-
-class LabelSource(Protocol):
-    """Per-image label maps read on demand (e.g. a curriculum round's; see loader.RoundLabels)."""
-
-    def read(self, stem: str, shape: tuple[int, int]) -> np.ndarray: ...
-
-
-class _Tensors(Sequence[torch.Tensor]):
-    """images[i] as a C×H×W (or labels[i] as H×W) uint8 tensor copied out of the cache."""
-
-    def __init__(self, cache: ImageCache, labels: bool):
-        self.cache, self.labels = cache, labels
-
-    def __len__(self) -> int:
-        return len(self.cache)
-
-    def _one(self, i: int) -> torch.Tensor:
-        if self.labels:
-            return torch.from_numpy(np.array(self.cache.label(i)))
-        return torch.from_numpy(np.ascontiguousarray(self.cache.image(i).transpose(2, 0, 1)))
-
-    @overload
-    def __getitem__(self, i: int) -> torch.Tensor: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[torch.Tensor]: ...
-
-    def __getitem__(self, i: int | slice) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(i, slice):
-            return [self._one(j) for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        return self._one(int(i) % len(self))
-
-
-class CachedImages:
-    """A domain for training: its ImageCache, read as DecodedImages is (`images[i]`, `stems`),
-    so that pseudo-labelling, previews and the source bank read it one image at a time, and
-    its labels: the cache's own (source), a LabelSource (a curriculum round), or none."""
-
-    def __init__(self, cache: ImageCache, labels: LabelSource | None = None, own_labels: bool = False):
-        self.cache = cache
-        self.label_source = labels
-        self.own_labels = own_labels and cache.has_labels
-        self.images: Sequence[torch.Tensor] = _Tensors(cache, labels=False)
-        self.stems = cache.stems
-
-    @property
-    def labels(self) -> Sequence[torch.Tensor] | LabelSource | None:
-        if self.own_labels:
-            return _Tensors(self.cache, labels=True)
-        return self.label_source
-
-    @property
-    def has_labels(self) -> bool:
-        return self.own_labels or self.label_source is not None
-
-    def with_labels(self, labels: LabelSource) -> CachedImages:
-        """The same images (shared, not copied) with other labels, e.g. a round's pseudo-labels."""
-        return CachedImages(self.cache, labels)
-
-    def label_map(self, i: int) -> np.ndarray:
-        """Label map i at the image's size: the cache's, or the label source's for its stem."""
-        if self.own_labels:
-            return self.cache.label(i)
-        if self.label_source is None:
-            raise ValueError("these images have no labels")
-        return self.label_source.read(self.stems[i], self.cache.index.shapes[i])
-
-    def __len__(self) -> int:
-        return len(self.cache)

@@ -1,4 +1,4 @@
-"""Training batches: a torch DataLoader over the decoded-image caches, deterministic by position.
+"""Training batches: a torch DataLoader over the domains' images, deterministic by position.
 
 A batch is a pure function of (seed, rank, world size, stage, iteration): which images it holds
 and how each is scaled, cropped and flipped. So a run resumed at iteration k draws exactly the
@@ -10,6 +10,9 @@ and the ranks of a DistributedDataParallel run take turns through one shared ord
 pass every rank sees different images and together they see each image once (as torch's
 DistributedSampler does). Augmentation draws from `default_rng([seed, rank, stage, iteration,
 domain])`.
+
+The images come from the decoded-image cache or, with `data.cache: off`, are decoded from their
+files by whoever makes the batch (domain_images.py): the same pixels, so the same batches.
 
 Workers (`data.workers` > 0) prepare the next batches while the network trains, in uint8
 (crops.py) and, on a CPU, up to the float tensors the network takes; on a GPU they hand over
@@ -34,7 +37,7 @@ from murid_engine.run_config import STAGES, DataConfig
 
 from .batches import AugmentConfig
 from .crops import crop_image, crop_label, draw_crop
-from .image_cache import CachedImages
+from .domain_images import DomainImages
 from .round_labels import NO_LOSS, training_maps
 
 SOURCE, TARGET = 0, 1  # domain ids in the random streams
@@ -116,7 +119,7 @@ class BatchRequest:
 class BatchMaker(torch.utils.data.Dataset):
     """Makes the batch of a BatchRequest (one worker makes one whole batch)."""
 
-    def __init__(self, source: CachedImages, target: CachedImages, aug: AugmentConfig,
+    def __init__(self, source: DomainImages, target: DomainImages, aug: AugmentConfig,
                  batch_size: int, seed: int, rank: int, world_size: int, as_float: bool):
         self.source, self.target, self.aug, self.batch_size = source, target, aug, batch_size
         self.seed, self.rank, self.world_size, self.as_float = seed, rank, world_size, as_float
@@ -124,7 +127,7 @@ class BatchMaker(torch.utils.data.Dataset):
     def __len__(self) -> int:  # the streams are endless; the sampler says which batches to make
         return 2 ** 62
 
-    def _domain(self, images: CachedImages, domain: int, stage: int, iteration: int, fill: int
+    def _domain(self, images: DomainImages, domain: int, stage: int, iteration: int, fill: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = sample_indices(len(images), self.batch_size, self.seed, stage, domain, iteration,
                              self.rank, self.world_size)
@@ -137,7 +140,7 @@ class BatchMaker(torch.utils.data.Dataset):
         x = np.empty((len(idx), 3, ch, cw), np.float32 if self.as_float else np.uint8)
         y = np.empty((len(idx), ch, cw), np.uint8) if with_labels else None
         for j, i in enumerate(idx):
-            image = images.cache.image(int(i))
+            image = images.store.image(int(i))
             crop = draw_crop(rng, image.shape[0], image.shape[1], self.aug)
             pixels = crop_image(image, crop, self.aug.crop).transpose(2, 0, 1)
             if self.as_float:
@@ -214,7 +217,7 @@ class TrainingBatches:
     threads hold a lock can deadlock the child.
     """
 
-    def __init__(self, source: CachedImages, target: CachedImages, data: DataConfig, seed: int,
+    def __init__(self, source: DomainImages, target: DomainImages, data: DataConfig, seed: int,
                  device: torch.device, rank: int = 0, world_size: int = 1):
         if not source.has_labels:
             raise ValueError("the source images of a training run need their labels")
@@ -232,13 +235,13 @@ class TrainingBatches:
         self._key: tuple | None = None
         self._next = 0
 
-    def request(self, stage: str, iteration: int, target: CachedImages | None) -> BatchRequest:
-        if target is not None and target.cache is not self.maker.target.cache:
+    def request(self, stage: str, iteration: int, target: DomainImages | None) -> BatchRequest:
+        if target is not None and target.store is not self.maker.target.store:
             raise ValueError("a batch's target images must be the run's target domain")
         return BatchRequest(STREAMS[stage], iteration, target is not None,
                             None if target is None else target.label_source)
 
-    def get(self, stage: str, iteration: int, stop: int, target: CachedImages | None) -> Batch:
+    def get(self, stage: str, iteration: int, stop: int, target: DomainImages | None) -> Batch:
         """The batch of `iteration` of `stage`, with `target` images (None: source only).
 
         Workers prepare batches up to `stop` (exclusive): pass the end of the stage, or of the

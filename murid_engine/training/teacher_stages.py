@@ -28,7 +28,7 @@ from murid_engine.records import RoundRecord
 
 from .domains import Domains, bank_images
 from .ema import make_ema, update_ema
-from .image_cache import CachedImages
+from .domain_images import DomainImages
 from .loader import Batch, RoundLabels, TrainingBatches
 from .optim import build_sgd
 from .round_labels import label_round, round_portion
@@ -88,7 +88,7 @@ class TeacherStage(Stage):
     def close(self) -> None:
         self.parts.trained = self.parts.model
 
-    def target_images(self, it: int) -> CachedImages | None:
+    def target_images(self, it: int) -> DomainImages | None:
         return self.parts.domains.target if self.uses_target else None
 
     def batch(self, it: int) -> Batch:
@@ -168,7 +168,7 @@ class CurriculumStage(TeacherStage):
         self.per_round = c.iterations_per_round
         self.rounds = c.rounds
         self.current: int | None = None
-        self.target: CachedImages | None = None
+        self.target: DomainImages | None = None
 
     @classmethod
     def length(cls, cfg) -> int:
@@ -192,7 +192,7 @@ class CurriculumStage(TeacherStage):
             self.current = r
             self.target = self.prepare_round(r)
 
-    def target_images(self, it: int) -> CachedImages | None:
+    def target_images(self, it: int) -> DomainImages | None:
         return self.target
 
     def batch_stop(self, it: int) -> int:
@@ -217,7 +217,7 @@ class CurriculumStage(TeacherStage):
     def finish(self) -> None:
         self.evaluate("teacher", self.save_teacher(self.parts.ema), self.total, self.rounds)
 
-    def prepare_round(self, r: int) -> CachedImages:
+    def prepare_round(self, r: int) -> DomainImages:
         """Round r's training labels: labelled now, or read back when a resumed run made them."""
         job, parts, project = self.job, self.parts, self.job.project
         if job.dist.agree(lambda: r not in project.rounds()):  # rank 0 decides for all

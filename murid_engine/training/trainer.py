@@ -114,7 +114,7 @@ class TeacherTrainer:
             self.sink(Message(report.summary()))
         # main_first: rank 0 decodes the cache (or finds a missing dataset) before the others.
         self.domains = self.dist.main_first(
-            lambda: Domains.load(self.cfg, project_cache_dir(self.project.root)))
+            lambda: Domains.load(self.cfg, project_cache_dir(self.project.root), self.sink))
         self.batches = TrainingBatches(self.domains.source, self.domains.target, self.cfg.data,
                                        self.cfg.seed, self.device,
                                        rank=self.dist.rank, world_size=self.dist.world_size)
