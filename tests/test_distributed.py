@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -137,6 +140,52 @@ def test_torchrun_resume_of_a_finished_run_changes_nothing(two_ranks):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("the student is already distilled") == 1  # said by rank 0 alone
     assert (project.root / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_to_a_torchrun_job_saves_one_checkpoint_and_the_run_resumes(tmp_path):
+    """SIGTERM to the whole job, as Slurm, Docker and a terminal send it: the launcher and both
+    ranks get it, and the launcher forwards it to the ranks again. Every rank stops at one
+    iteration, rank 0 saves latest.pt (checkpoint_every: 0), and `--resume` finishes the run."""
+    data = synth_data(tmp_path / "synth")
+    root = tmp_path / "project"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "murid_engine", "train", "--project", str(root), "--source", f"synthcity:{data}",
+         "--target", f"synthcity:{data}", "--preset", "smoke", "--stages", "warmup",
+         "--set", "warmup.iterations=40", "--set", "preview_every=0"],
+        cwd=REPO, env={**os.environ, **DIST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)  # its own process group, signalled as one job
+    try:
+        metrics = root / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while not (metrics.is_file() and metrics.stat().st_size > 0):  # the iteration-10 record
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            time.sleep(0.05)
+        os.killpg(job.pid, signal.SIGTERM)
+        out, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    # torchrun itself ends in its own SignalException (exit 1); the ranks exit 143 (not visible
+    # through it), and neither aborted: no KeyboardInterrupt, no traceback of a rank.
+    assert job.returncode != 0
+    assert "KeyboardInterrupt" not in err and "[rank" not in err, err
+    [stopped] = re.findall(r"stopped at warmup iteration (\d+); checkpoint saved", out)
+    assert "murid train --project" in out and "--resume" in out
+    ckpt = load_checkpoint(root / "checkpoints" / "latest.pt")
+    assert (ckpt.stage, ckpt.iteration) == ("warmup", int(stopped)) and 10 <= ckpt.iteration < 40
+    assert not list(root.rglob("*.tmp*"))
+
+    resumed = subprocess.run([sys.executable, "-m", "murid_engine", "train", "--project", str(root),
+                              "--resume"], cwd=REPO, env={**os.environ, **DIST_ENV},
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"at warmup iteration {stopped}" in resumed.stdout
+    records = Project.open(root).read_metrics()
+    keys = [(r["kind"], r["stage"], r.get("model"), r["iteration"]) for r in records]
+    assert len(keys) == len(set(keys)), Counter(keys).most_common(3)
+    assert ("eval", "warmup", "source_only", 40) in keys
 
 
 def test_torchrun_reports_a_mistake_once(tmp_path):

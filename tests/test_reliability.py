@@ -25,7 +25,7 @@ from murid_engine.cli.predict_cmd import output_names
 from murid_engine.data import open_dataset
 from murid_engine.errors import UserError
 from murid_engine.evaluation import evaluate_predictions
-from murid_engine.interrupts import stop_exit_code, stop_on_interrupt
+from murid_engine.interrupts import REPEAT_WINDOW_S, stop_exit_code, stop_on_interrupt
 from murid_engine.jobs import Control
 from murid_engine.project import Project
 from murid_engine.project_lock import ProjectLocked, lock_holder, lock_project
@@ -110,6 +110,22 @@ def test_sigterm_and_sighup_stop_like_ctrl_c_and_set_the_exit_code() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     with stop_on_interrupt(Control()):
         assert stop_exit_code() == 130  # each job starts afresh
+
+
+def test_one_stop_delivered_twice_is_one_stop() -> None:
+    # Slurm or a terminal signals the whole job, and torchrun forwards the signal to its ranks
+    # again: the echo must not abort the checkpoint that the first one asked for.
+    control = Control()
+    with stop_on_interrupt(control):
+        os.kill(os.getpid(), signal.SIGTERM)
+        _wait_for(lambda: control.stopped, 5, "the stop")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler has run: no KeyboardInterrupt
+        assert stop_exit_code() == 143
+        time.sleep(REPEAT_WINDOW_S)
+        with pytest.raises(KeyboardInterrupt):  # a real second request, later on, still aborts
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
 
 
 def test_sigterm_saves_a_checkpoint_with_checkpoint_every_0(tmp_path: Path) -> None:
