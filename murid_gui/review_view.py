@@ -1,7 +1,9 @@
 """Review view: a curriculum round's pseudo-labels, their thresholds, and the user's corrections.
 
 Edits (edits/<stem>.png) and overrides (edits/overrides.json) are saved into the project, where
-the next round's labels and training read them (murid_engine.training.round_labels).
+the next round's labels and training read them (murid_engine.training.round_labels). While
+another process holds the project (murid_engine.project_lock) nothing is saved, and the view says
+who holds it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from murid_engine.curriculum.thresholds import rethreshold
 from murid_engine.jobs import Progress, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
+from murid_engine.project_lock import ProjectLocked, held_by_other
 
 from . import tasks
 from .class_legend import ClassLegend, swatch
@@ -220,6 +223,9 @@ class ReviewView(QWidget):
         else:
             self.status.setText("no pseudo-label round yet: train through the curriculum stage, "
                                 "or make one with 'New round'")
+        if (holder := held_by_other(project.root)) is not None:
+            self.status.setText(f"read-only: {holder.describe()} is writing into this project; "
+                                "edits are not saved until it ends")
 
     def _clear_round(self) -> None:
         self.save_edit()
@@ -310,18 +316,36 @@ class ReviewView(QWidget):
 
     # ------------------------------------------------------------------ saving
     def save_edit(self) -> None:
+        self._say_unsaved(self._save_edit())
+
+    def _save_edit(self) -> list[tuple[str, ProjectLocked]]:
+        """Write the current image's edit; what was refused (another process holds the project)."""
         if self.project is not None and self.stem is not None and self.canvas.dirty:
-            self.project.save_edit(self.stem, self.canvas.edit)
+            try:
+                self.project.save_edit(self.stem, self.canvas.edit)
+            except ProjectLocked as exc:
+                return [(f"the edit of {self.stem}", exc)]
             self.canvas.dirty = False
+        return []
 
     def save_current(self) -> None:
         """Write the current image's edit and the thresholds into the project."""
         if self.project is None:
             return
-        self.save_edit()
+        refused = self._save_edit()
         if self.overrides_dirty and self.info is not None:
-            self.project.save_overrides(self.thresholds.to_overrides())
-            self.overrides_dirty = False
+            try:
+                self.project.save_overrides(self.thresholds.to_overrides())
+                self.overrides_dirty = False
+            except ProjectLocked as exc:
+                refused.append(("the thresholds", exc))
+        self._say_unsaved(refused)
+
+    def _say_unsaved(self, refused: list[tuple[str, ProjectLocked]]) -> None:
+        if refused:  # said in the view, never raised out of a Qt slot
+            what = " and ".join(name for name, _ in refused)
+            self.status.setText(f"read-only: {what} not saved; {refused[0][1]}")
+            self.status.setToolTip(self.status.text())
 
     # ------------------------------------------------------------------ jobs
     def new_round(self) -> None:
