@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+import murid_engine
 from murid_engine.cli import main
 
 SYNTH_ARGS = ("--n-source", "12", "--n-target", "10", "--n-val", "6", "--size", "64x32")
@@ -99,3 +104,20 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def hold_lock_elsewhere(root: Path) -> subprocess.Popen:
+    """Another process, a `murid train --project ROOT` stand-in, holding ROOT's project lock
+    until it is killed (kill it with SIGKILL and wait for it)."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.argv = ["murid", "train", "--project", {str(root)!r}]
+        from murid_engine.project_lock import hold_project_lock
+        hold_project_lock({str(root)!r})
+        print("locked", flush=True)
+        time.sleep(120)
+    """)
+    env = {**os.environ, **SUBPROCESS_ENV, "PYTHONPATH": str(Path(murid_engine.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

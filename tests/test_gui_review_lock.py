@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 from gui_helpers import review_window
 from PySide6.QtCore import Qt
+from smoke_runs import hold_lock_elsewhere
 
-import murid_engine
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Project
 
@@ -25,26 +21,10 @@ def window(qtbot, tmp_path, tmp_path_factory):
     yield from review_window(qtbot, tmp_path, tmp_path_factory)
 
 
-def _hold_lock(root: Path) -> subprocess.Popen:
-    """A `murid train` stand-in: another process that holds the project's lock until killed."""
-    script = textwrap.dedent(f"""
-        import sys, time
-        sys.argv = ["murid", "train", "--project", {str(root)!r}]
-        from murid_engine.project_lock import hold_project_lock
-        hold_project_lock({str(root)!r})
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    env = {**os.environ, "PYTHONPATH": str(Path(murid_engine.__file__).parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_a_locked_project_is_read_only_in_review_and_says_who_holds_it(window, qtbot):
     review = window.review_view
     root = window.project.root
-    holder = _hold_lock(root)
+    holder = hold_lock_elsewhere(root)  # a `murid train` stand-in
     try:
         assert window.open_project(root)  # opened again while the other process writes
         window.show_view("review")

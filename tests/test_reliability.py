@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from murid_engine.project import Project
 from murid_engine.project_lock import ProjectLocked, lock_holder, lock_project
 from murid_engine.run_config import RunConfig
 from layouts import rgb_image, write_cityscapes
-from smoke_runs import SMOKE_STAGES, SUBPROCESS_ENV, murid, synth_data
+from smoke_runs import SMOKE_STAGES, SUBPROCESS_ENV, hold_lock_elsewhere, murid, synth_data
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
 
@@ -54,23 +53,9 @@ def _wait_for(condition, seconds: float = 60.0, what: str = "") -> None:
 # ------------------------------------------------------------------------------------- the lock
 
 
-def _hold_lock_in_subprocess(root: Path) -> subprocess.Popen:
-    script = textwrap.dedent(f"""
-        import sys, time
-        sys.argv = ["murid", "train", "--project", {str(root)!r}]
-        from murid_engine.project_lock import hold_project_lock
-        hold_project_lock({str(root)!r})
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_a_second_writer_is_refused_while_the_first_runs_and_not_after_a_kill_9(tmp_path: Path) -> None:
     project = Project.create(tmp_path / "p", _config())
-    holder = _hold_lock_in_subprocess(project.root)
+    holder = hold_lock_elsewhere(project.root)
     try:
         with pytest.raises(ProjectLocked, match=rf"in use by process {holder.pid} \(murid train --project"):
             lock_project(project.root)
