@@ -30,7 +30,7 @@ from murid_engine.curriculum.thresholds import rethreshold
 from murid_engine.jobs import Progress, StageStarted
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
-from murid_engine.project_lock import ProjectLocked, held_by_other
+from murid_engine.project_lock import LockHolder, ProjectLocked, held_by_other
 
 from . import tasks
 from .class_legend import ClassLegend, swatch
@@ -59,6 +59,7 @@ class ReviewView(QWidget):
         self.level: np.ndarray | None = None
         self.overrides_dirty = False
         self._images: TargetImages | None = None
+        self._holder: LockHolder | None = None  # another process writing into the project
         self._loading_stem: str | None = None  # the image asked of the reader, not shown yet
 
         self.round_box = QComboBox()
@@ -207,10 +208,13 @@ class ReviewView(QWidget):
         self.round_box.clear()
         self.round_box.blockSignals(False)
         self.status.setText("reading the project's rounds …")
-        self.reader.read("review-rounds", project.rounds, lambda rounds: self._show_rounds(rounds, select_round),
+        self._holder = None  # who else writes into the project (a lock file read with the rounds)
+        self.reader.read("review-rounds", lambda: (project.rounds(), held_by_other(project.root)),
+                         lambda listing: self._show_rounds(*listing, select_round),
                          lambda message: self.status.setText(f"could not list the rounds: {message}"))
 
-    def _show_rounds(self, rounds: list[int], select_round: int | None) -> None:
+    def _show_rounds(self, rounds: list[int], holder: LockHolder | None, select_round: int | None) -> None:
+        self._holder = holder
         self.round_box.blockSignals(True)
         self.round_box.clear()
         for r in rounds:
@@ -223,8 +227,11 @@ class ReviewView(QWidget):
         else:
             self.status.setText("no pseudo-label round yet: train through the curriculum stage, "
                                 "or make one with 'New round'")
-        if (holder := held_by_other(project.root)) is not None:
-            self.status.setText(f"read-only: {holder.describe()} is writing into this project; "
+        self._say_read_only()
+
+    def _say_read_only(self) -> None:
+        if self._holder is not None:
+            self.status.setText(f"read-only: {self._holder.describe()} is writing into this project; "
                                 "edits are not saved until it ends")
 
     def _clear_round(self) -> None:
@@ -261,6 +268,7 @@ class ReviewView(QWidget):
         self.images.load(images, view.paths)
         self.status.setText(f"round {view.round}: portion {self.info.portion:g}, {len(images)} images, "
                             f"kept {self.info.kept_fraction:.0%}")
+        self._say_read_only()
         stems = self.images.stems()
         if stems:
             self.images.select(stems[0])

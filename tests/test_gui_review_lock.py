@@ -6,7 +6,7 @@ import signal
 import sys
 
 import pytest
-from gui_helpers import review_window
+from gui_helpers import review_window, wait_for_image
 from PySide6.QtCore import Qt
 from smoke_runs import hold_lock_elsewhere
 
@@ -28,6 +28,7 @@ def test_a_locked_project_is_read_only_in_review_and_says_who_holds_it(window, q
     try:
         assert window.open_project(root)  # opened again while the other process writes
         window.show_view("review")
+        wait_for_image(qtbot, review)
         assert "read-only" in review.status.text() and f"process {holder.pid}" in review.status.text()
         stem = review.stem
         review.paint_class.setCurrentIndex(CLASS_NAMES.index("sky"))
@@ -39,8 +40,10 @@ def test_a_locked_project_is_read_only_in_review_and_says_who_holds_it(window, q
         assert f"in use by process {holder.pid} (murid train --project" in said
         project = Project.open(root)
         assert not project.edit_path(stem).exists() and not list(project.edits_dir.glob("*.json"))
-        review.show_image(review.images.stems()[-1])  # moving on tries again, still no crash
-        assert review.stem != stem and not project.edit_path(stem).exists()
+        other = review.images.stems()[-1]
+        review.show_image(other)  # moving on tries again, still no crash
+        wait_for_image(qtbot, review, other)
+        assert other != stem and not project.edit_path(stem).exists()
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
