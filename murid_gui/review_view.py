@@ -232,7 +232,7 @@ class ReviewView(QWidget):
     def _say_read_only(self) -> None:
         if self._holder is not None:
             self.status.setText(f"read-only: {self._holder.describe()} is writing into this project; "
-                                "edits are not saved until it ends")
+                                "edits made while it runs cannot be saved and are not kept")
 
     def _clear_round(self) -> None:
         self.save_edit()
