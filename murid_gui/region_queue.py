@@ -261,7 +261,7 @@ class RegionQueue(QWidget):
         """Do `action` on the selected region through the canvas's undo history; next region."""
         row = self.current_row()
         canvas = self.review.canvas
-        if self.regions is None or row < 0 or canvas.edit is None:
+        if self.regions is None or row < 0 or canvas.edit is None or self.review.read_only:
             return False
         stem, region = self.regions.entry(row)
         if self.review.stem != stem:

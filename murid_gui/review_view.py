@@ -229,7 +229,18 @@ class ReviewView(QWidget):
                                 "or make one with 'New round'")
         self._say_read_only()
 
+    @property
+    def read_only(self) -> bool:
+        """Another process writes into the project: nothing edited now could be saved."""
+        return self._holder is not None
+
     def _say_read_only(self) -> None:
+        # The editing tools follow the lock, so no work is done that could not be kept.
+        for tool, button in self.tool_buttons.items():
+            button.setEnabled(tool == "pan" or not self.read_only)
+        self.paint_class.setEnabled(not self.read_only)
+        if self.read_only:
+            self.set_tool("pan")
         if self._holder is not None:
             self.status.setText(f"read-only: {self._holder.describe()} is writing into this project; "
                                 "edits made while it runs cannot be saved and are not kept")
@@ -319,6 +330,8 @@ class ReviewView(QWidget):
         self.redo_button.setEnabled(can_redo)
 
     def set_tool(self, tool: str) -> None:
+        if self.read_only:
+            tool = "pan"
         self.canvas.set_tool(tool)
         self.tool_buttons[tool].setChecked(True)
 

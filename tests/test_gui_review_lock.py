@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from smoke_runs import hold_lock_elsewhere
 
 from murid_engine.labels import CLASS_NAMES
+from murid_engine.regions.actions import Action
 from murid_engine.project import Project
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks")
@@ -31,6 +32,15 @@ def test_a_locked_project_is_read_only_in_review_and_says_who_holds_it(window, q
         wait_for_image(qtbot, review)
         assert "read-only" in review.status.text() and f"process {holder.pid}" in review.status.text()
         stem = review.stem
+        # The editing tools are off while the other process writes: only panning is left.
+        assert not review.tool_buttons["brush"].isEnabled() and not review.tool_buttons["fill"].isEnabled()
+        assert review.tool_buttons["pan"].isEnabled() and not review.paint_class.isEnabled()
+        review.set_tool("brush")  # its shortcut B
+        assert review.canvas.tool == "pan"
+        review.regions.select(0)
+        assert review.regions.act(Action.ACCEPT) is False
+        # An edit that reached the canvas anyway (the lock taken while the user painted) is refused
+        # at the save, with the reason.
         review.paint_class.setCurrentIndex(CLASS_NAMES.index("sky"))
         assert review.canvas.fill_at(0, 0) > 0
         review.thresholds.thresholds_changed.emit(review.thresholds.thresholds())  # thresholds moved
