@@ -92,10 +92,15 @@ def test_keys_assign_accept_ignore_and_the_next_region_follows(window, qtbot):
 
 def test_shift_digit_assigns_classes_above_nine(window, qtbot):
     review, q = _queue(window, qtbot)
+    window.activateWindow()
     q.table.setFocus()
     q.select(0)
     stem, region = q.regions.entry(0)
     wait_for_image(qtbot, review, stem)
+    # The key is a window shortcut: it only fires once the window is active and the table has the
+    # focus, and the region is outlined; under load these settle later, so wait for them.
+    qtbot.waitUntil(lambda: q.table.hasFocus(), timeout=10000)
+    qtbot.waitUntil(lambda: q.outline.getData()[0] is not None and len(q.outline.getData()[0]) > 0, timeout=10000)
     mask = q.region_map(stem) == region
     qtbot.keyClick(q.table, Qt.Key_3, Qt.ShiftModifier)  # 13: car
     assert (review.canvas.edit[mask] == 13).all()
