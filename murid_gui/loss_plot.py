@@ -23,6 +23,7 @@ class _Series:
         self.raw: list[float] = []
         self.smooth: list[float] = []
         self._ema = 0.0
+        self._drawn: dict[bool, tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
     def add(self, step: float, t: float, value: float) -> None:
         # Debiased EMA (as TensorBoard's smoothing): no pull towards 0 at the start.
@@ -31,6 +32,26 @@ class _Series:
         self.time.append(t)
         self.raw.append(value)
         self.smooth.append(self._ema / (1 - SMOOTHING ** len(self.raw)))
+
+    def drawn(self, by_time: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, raw and smoothed values as drawn: at most MAX_DRAWN (+ the last) points per curve.
+
+        A plot a thousand pixels wide shows no more: a long run's 50,000 rows are drawn as every
+        k-th one (and the last). Kept until the series grows, so arrays made off the GUI thread
+        (LossHistory.prepare) leave the GUI thread only setData on a few thousand points.
+        """
+        cached = self._drawn.get(by_time)
+        if cached is not None and cached[0] == len(self.raw):
+            return cached[1]
+        arrays = self._decimate(by_time)
+        self._drawn[by_time] = (len(self.raw), arrays)
+        return arrays
+
+    def _decimate(self, by_time: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.asarray(self.time if by_time else self.step, dtype=float)
+        n = len(x)
+        keep = slice(None) if n <= MAX_DRAWN else np.append(np.arange(0, n, -(-n // MAX_DRAWN)), n - 1)
+        return x[keep], np.asarray(self.raw, dtype=float)[keep], np.asarray(self.smooth, dtype=float)[keep]
 
 
 class LossHistory:
@@ -66,6 +87,13 @@ class LossHistory:
                 self.series[name] = _Series()
             self.series[name].add(step, t, float(v))
         return set(values)
+
+    def prepare(self) -> LossHistory:
+        """Make the drawn arrays of every series now (on the reader thread, not the GUI's)."""
+        for s in self.series.values():
+            s.drawn(False)
+            s.drawn(True)
+        return self
 
     def last_time(self) -> float:
         return max([s.time[-1] for s in self.series.values() if s.time], default=0.0)
@@ -177,19 +205,13 @@ class LossPlot(QWidget):
         return self.curves[name]
 
     def _redraw(self, name: str) -> None:
-        s = self.series[name]
-        x = np.asarray(s.time if self.x_axis.currentIndex() == 1 else s.step, dtype=float)
-        # A plot a thousand pixels wide shows no more than MAX_DRAWN points per curve: a long
-        # run's 50,000 rows are drawn as every k-th one (and the last), so neither opening the
-        # project nor each live batch redraws them all on the GUI thread.
-        keep = slice(None) if len(x) <= MAX_DRAWN else np.append(np.arange(0, len(x), -(-len(x) // MAX_DRAWN)),
-                                                                len(x) - 1)
+        x, raw_values, smooth_values = self.series[name].drawn(self.x_axis.currentIndex() == 1)
         raw, smooth = self._curve(name)
         if self.show_raw.isChecked():
-            raw.setData(x[keep], np.asarray(s.raw)[keep])
+            raw.setData(x, raw_values)
         else:
             raw.setData([], [])
-        smooth.setData(x[keep], np.asarray(s.smooth)[keep])
+        smooth.setData(x, smooth_values)
 
     def _redraw_all(self) -> None:
         label = "time (s)" if self.x_axis.currentIndex() == 1 else "iteration"

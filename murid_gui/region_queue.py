@@ -11,7 +11,6 @@ and shown through a lazy model: a 3,000-image round's ~1.5 M rows cost nothing t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import cv2
@@ -164,24 +163,24 @@ class RegionQueue(QWidget):
             self.addAction(action)
 
     # ------------------------------------------------------------------ loading (off the GUI thread)
-    def load(self, project: Project, r: int) -> threading.Thread:
+    def load(self, project: Project, r: int) -> None:
+        """Read round r's regions on the review's reader thread (a thread of its own would make
+        the GUI thread wait for it to start while the reader holds the GIL)."""
         self.round, self.regions, self._map_stem, self._map = r, None, None, None
         self.model.set_regions(None)
         self.outline.setData([], [])
         self.summary.setText(f"loading the regions of round {r} …")
         n = project.config.model.num_classes
 
-        def work() -> None:
+        def work() -> tuple:
             try:
                 regions = RoundRegions.open(project.round_dir(r))
                 verified = {s: verified_pixels(project.load_edit(s), n) for s in project.edited_stems()}
-                self.loaded.emit((r, regions, verified, int(regions.queue["pixels"].sum())))
+                return r, regions, verified, int(regions.queue["pixels"].sum())
             except (UserError, OSError, ValueError) as exc:
-                self.loaded.emit((r, str(exc), {}, 0))
+                return r, str(exc), {}, 0
 
-        thread = threading.Thread(target=work, name="region-queue", daemon=True)
-        thread.start()
-        return thread
+        self.review.reader.read("regions", work, self.loaded.emit)
 
     def _on_loaded(self, payload) -> None:
         r, regions, verified, total = payload

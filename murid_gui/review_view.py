@@ -276,7 +276,7 @@ class ReviewView(QWidget):
         self.thresholds.load(self.info, view.overrides)
         self.overrides_dirty = False
         images = self.info.images
-        self.images.load(images, view.paths)
+        self.images.load(images, view.paths, view.columns)
         self.status.setText(f"round {view.round}: portion {self.info.portion:g}, {len(images)} images, "
                             f"kept {self.info.kept_fraction:.0%}")
         self._say_read_only()

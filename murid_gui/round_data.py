@@ -14,6 +14,8 @@ from murid_engine.errors import UserError
 from murid_engine.jobs import Preview
 from murid_engine.project import EDIT_NONE, Overrides, Project
 
+from .image_list import summary_columns
+
 
 class TargetImages:
     """The project's target-train images by stem; opened (file listing only) on first use."""
@@ -80,6 +82,7 @@ class RoundView:
     info: RoundSummary  # round.json, with each image's edited-pixel count as the edits are now
     overrides: Overrides
     paths: dict[str, str]  # stem -> target image file (the list's tooltips)
+    columns: np.ndarray  # the image list's number columns (image_list.summary_columns)
 
 
 def read_round_view(project: Project, r: int, images: TargetImages) -> RoundView:
@@ -89,7 +92,7 @@ def read_round_view(project: Project, r: int, images: TargetImages) -> RoundView
         edit = project.load_edit(stem) if stem in edited else None
         info.images[stem] = replace(info.images[stem], edited_pixels=0 if edit is None else
                                     int(np.count_nonzero(edit != EDIT_NONE)))
-    return RoundView(r, info, project.load_overrides(), images.paths())
+    return RoundView(r, info, project.load_overrides(), images.paths(), summary_columns(info.images))
 
 
 @dataclass

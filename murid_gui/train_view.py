@@ -52,7 +52,7 @@ def read_history(project) -> TrainHistory:
     evals = [e for e in records if isinstance(e, EvaluationRecord) and e.miou is not None]
     r = project.latest_round()
     preview = round_preview(project, r) if r is not None else None
-    return TrainHistory(LossHistory.from_records(records), evals, preview, project_state(project, records))
+    return TrainHistory(LossHistory.from_records(records).prepare(), evals, preview, project_state(project, records))
 
 
 class TrainView(QWidget):
@@ -123,7 +123,9 @@ class TrainView(QWidget):
     # ------------------------------------------------------------------ state from the runner
     def set_project(self, project) -> None:
         self.title.setText(f"<b>{project.root.name}</b> — {project.root}")
+        previous = [self.losses.history]  # freed on the reader thread, once the plot lets it go
         self.losses.clear()
+        self.reader.release(previous)
         self.previews.clear()
         self.log.clear()
         self.score_label.setText("")
