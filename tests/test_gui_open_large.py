@@ -42,6 +42,25 @@ class ReadLog:
         monkeypatch.undo()
 
 
+def _record_threads(monkeypatch) -> list[tuple[str, threading.Thread]]:
+    """Which thread makes the loss plot's arrays and the image list's number columns."""
+    from murid_gui import image_list, round_data
+    from murid_gui.loss_plot import _Series
+
+    made_on: list[tuple[str, threading.Thread]] = []
+    decimate, columns = _Series._decimate, image_list.summary_columns
+    monkeypatch.setattr(_Series, "_decimate", lambda self, by_time: (
+        made_on.append(("plot", threading.current_thread())), decimate(self, by_time))[1])
+
+    def recorded_columns(images):
+        if images:  # an emptied list (the previous round cleared) makes no columns worth noting
+            made_on.append(("columns", threading.current_thread()))
+        return columns(images)
+    monkeypatch.setattr(image_list, "summary_columns", recorded_columns)
+    monkeypatch.setattr(round_data, "summary_columns", recorded_columns)
+    return made_on
+
+
 def test_opening_a_large_project_reads_nothing_on_the_gui_thread(qtbot, tmp_path, tmp_path_factory, monkeypatch):
     project = Project.open(copy_of(trained(tmp_path_factory.getbasetemp()), tmp_path / "p"))
     grow_project(project.root)
@@ -51,6 +70,7 @@ def test_opening_a_large_project_reads_nothing_on_the_gui_thread(qtbot, tmp_path
     review, train, results = window.review_view, window.train_view, window.results_view
     monitor = StallMonitor()
     monitor.start()
+    made_on = _record_threads(monkeypatch)
     reads = ReadLog(monkeypatch)
     assert window.open_project(project.root)
     qtbot.waitUntil(lambda: opened(window), timeout=120000)
@@ -63,4 +83,7 @@ def test_opening_a_large_project_reads_nothing_on_the_gui_thread(qtbot, tmp_path
     allowed = [r for r in reads.gui if r.endswith("project.json")]
     assert reads.gui == allowed, reads.gui  # every other read happened on a reader thread
     assert monitor.summary()["ticks"] > 10
+    # The plot's decimated arrays and the image list's columns were made off the GUI thread too.
+    assert {"plot", "columns"} <= {what for what, _ in made_on}
+    assert all(thread is not threading.main_thread() for _, thread in made_on), made_on
     close_window(window)

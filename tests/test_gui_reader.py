@@ -95,3 +95,50 @@ def test_the_loss_plot_reuses_its_curves_and_its_legend_names_what_is_shown(qtbo
     assert plot.curves["total"] is first["total"] and legend() == ["kl", "total"]
     spare = first["seg"][1].getData()[0]
     assert spare is None or len(spare) == 0  # the spare curve shows nothing
+
+
+def test_the_plot_draws_arrays_made_off_the_gui_thread(qtbot, monkeypatch):
+    from murid_gui.loss_plot import MAX_DRAWN, LossHistory, LossPlot, _Series
+
+    made_on = []
+    real = _Series._decimate
+    monkeypatch.setattr(_Series, "_decimate",
+                        lambda self, by_time: (made_on.append(threading.current_thread()), real(self, by_time))[1])
+    history = LossHistory()
+    for i in range(1, ROWS + 1):
+        history.add("adapt", i, 0.1 * i, {"total": 1.0 / i})
+    reader = threading.Thread(target=history.prepare)  # as read_history does on the reader thread
+    reader.start()
+    reader.join()
+    assert made_on and threading.main_thread() not in made_on
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    made_on.clear()
+    plot.set_history(history)
+    assert made_on == []  # the GUI thread only handed the prepared arrays to the curves
+    x, y = plot.curves["total"][1].getData()
+    assert len(x) <= MAX_DRAWN + 1 and x[-1] == ROWS and len(x) == len(y)
+    plot.x_axis.setCurrentIndex(1)  # time on x: prepared too
+    assert made_on == [] and plot.curves["total"][1].getData()[0][-1] == 0.1 * ROWS
+
+    class Loss:
+        stage, iteration, values = "adapt", ROWS + 1, {"total": 0.5}
+    plot.x_axis.setCurrentIndex(0)
+    plot.add_batch([Loss()])  # a live loss: the series grew, its arrays are made again
+    assert made_on and plot.curves["total"][1].getData()[0][-1] == ROWS + 1
+
+
+def test_the_reader_frees_what_it_is_handed_on_its_own_thread(qtbot):
+    from murid_gui.reader import Reader
+
+    freed_on = []
+
+    class Big:
+        def __del__(self):
+            freed_on.append(threading.current_thread())
+    reader = Reader()
+    holder = [Big()]
+    reader.release(holder)
+    qtbot.waitUntil(lambda: bool(freed_on), timeout=5000)
+    assert holder == [] and freed_on[0].name == "murid-reader"
+    reader.shutdown()
