@@ -42,6 +42,7 @@ PROJECT_FILE = "project.json"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST = "latest"  # checkpoints/latest.pt: what --resume continues from
 METRICS_FILE = "metrics.jsonl"
+METRICS_CHUNK = 1000  # lines between read_metrics's between_chunks calls
 ROUNDS_DIR = "rounds"
 EDITS_DIR = "edits"
 OVERRIDES_FILE = "overrides.json"
@@ -317,14 +318,19 @@ class Project:
                 exc.filename = exc.filename or str(self.metrics_file)
                 raise
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """Every record, in order; a torn last line (a kill -9 mid-append) is ignored."""
+    def read_metrics(self, between_chunks: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """Every record, in order; a torn last line (a kill -9 mid-append) is ignored.
+
+        `between_chunks` is called every METRICS_CHUNK lines (a reader beside a GUI pauses there,
+        letting the GIL go)."""
         path = self.metrics_file
         if not path.is_file():
             return []
         lines = path.read_bytes().split(b"\n")
         records = []
         for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: empty, or torn
+            if between_chunks is not None and number % METRICS_CHUNK == 0:
+                between_chunks()
             if not line.strip():
                 continue
             try:

@@ -17,13 +17,17 @@ import contextlib
 import queue
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
 READ_SWITCH_INTERVAL_S = 0.0005  # the default is 0.005
+PAUSE_S = 0.0005  # a long read's pause between chunks, the GIL let go
+CHUNK = 1000  # items between pauses (~2-4 ms of Python each)
+T = TypeVar("T")
 _RELEASE = object()  # the key of a queue item that is only dropped (Reader.release)
 
 
@@ -37,6 +41,19 @@ def gil_handed_back_often(interval_s: float = READ_SWITCH_INTERVAL_S):
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+def yield_gil() -> None:
+    """A short sleep in a long read: the GUI thread takes the GIL uncontended meanwhile."""
+    time.sleep(PAUSE_S)
+
+
+def paced(items: Iterable[T], every: int = CHUNK) -> Iterator[T]:
+    """`items`, with a pause every `every` of them (a long pure-Python loop on the reader thread)."""
+    for i, item in enumerate(items, start=1):
+        if i % every == 0:
+            yield_gil()
+        yield item
 
 
 class Reader(QObject):

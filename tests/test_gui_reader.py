@@ -29,7 +29,7 @@ def test_metrics_are_read_off_the_gui_thread_and_arrive(qtbot, tmp_path, monkeyp
     readers = []
     real = Project.read_metrics
     monkeypatch.setattr(Project, "read_metrics",
-                        lambda self: (readers.append(threading.current_thread()), real(self))[1])
+                        lambda self, **kw: (readers.append(threading.current_thread()), real(self, **kw))[1])
     window = make_window(qtbot, tmp_path)
     view = window.train_view
     cpu = {}  # the GUI thread's own CPU time in each step (load on the machine does not count)
@@ -142,3 +142,17 @@ def test_the_reader_frees_what_it_is_handed_on_its_own_thread(qtbot):
     qtbot.waitUntil(lambda: bool(freed_on), timeout=5000)
     assert holder == [] and freed_on[0].name == "murid-reader"
     reader.shutdown()
+
+
+def test_reading_a_long_history_pauses_between_chunks(tmp_path, monkeypatch):
+    from murid_engine.project import METRICS_CHUNK
+    from murid_gui import reader, train_view
+
+    project = _long_run(tmp_path / "p")
+    pauses = []
+    monkeypatch.setattr(reader, "yield_gil", lambda: pauses.append(1))  # paced()'s pauses
+    monkeypatch.setattr(train_view, "yield_gil", lambda: pauses.append(1))  # read_metrics's
+    history = train_view.read_history(project)
+    assert len(history.losses.series["total"].raw) == ROWS and history.evals[0].miou == 0.4321
+    # The file's lines, the rows made records, the records made series: each paced by chunks.
+    assert len(pauses) >= 3 * (ROWS // METRICS_CHUNK)
