@@ -31,16 +31,26 @@ T = TypeVar("T")
 _RELEASE = object()  # the key of a queue item that is only dropped (Reader.release)
 
 
+_switch_lock = threading.Lock()
+_switch_users = [0, 0.005]  # reads running now, the interval before the first of them
+
+
 @contextlib.contextmanager
 def gil_handed_back_often(interval_s: float = READ_SWITCH_INTERVAL_S):
-    """Lower the (process-wide) switch interval for the block; the reader thread is the only one
-    that changes it, so restoring the previous value is safe."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, interval_s))
+    """Lower the (process-wide) switch interval for the block; the last of the readers running
+    (an app has one, tests make more) puts the previous value back."""
+    with _switch_lock:
+        if _switch_users[0] == 0:
+            _switch_users[1] = sys.getswitchinterval()
+        _switch_users[0] += 1
+        sys.setswitchinterval(min(_switch_users[1], interval_s))
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        with _switch_lock:
+            _switch_users[0] -= 1
+            if _switch_users[0] == 0:
+                sys.setswitchinterval(_switch_users[1])
 
 
 def yield_gil() -> None:
