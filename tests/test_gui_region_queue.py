@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from gui_helpers import review_window, wait_for_image
@@ -25,12 +27,17 @@ def _queue(window, qtbot):
     return review, q
 
 
-def test_queue_loads_off_the_gui_thread_worst_first(window, qtbot):
+def test_queue_loads_off_the_gui_thread_worst_first(window, qtbot, monkeypatch):
     review, q = _queue(window, qtbot)
-    thread = q.load(review.project, review.round)
+    opened_on = []
+    real_open = RoundRegions.open
+    monkeypatch.setattr(RoundRegions, "open", lambda folder: (opened_on.append(threading.current_thread()),
+                                                              real_open(folder))[1])
+    q.load(review.project, review.round)
     assert q.regions is None  # the rows arrive through a queued signal, not in this call
-    thread.join(5)
     qtbot.waitUntil(lambda: q.regions is not None, timeout=10000)
+    assert [t.name for t in opened_on] == ["murid-reader"]  # the review's reader thread read them
+    monkeypatch.undo()
     stored = RoundRegions.open(review.project.round_dir(review.round))
     assert q.model.rowCount() == len(stored.queue)
     scores = [float(q.model.data(q.model.index(i, 2))) for i in range(q.model.rowCount())]
