@@ -234,6 +234,8 @@ class MainWindow(QMainWindow):
             self.results_view.job_finished(name, result)
         elif name in ("pseudo", "relabel"):
             self.review_view.job_finished(name, result)
+        elif not self._job_failed:  # predict, errors, ...: their view shows the result; "started" would linger
+            self.status_label.setText(f"{name}: {'finished' if result is not None else 'cancelled'}")
 
     def _on_busy(self, busy: bool) -> None:
         self.busy_bar.setVisible(busy)

@@ -28,6 +28,7 @@ def test_predict_a_folder_shows_an_overlay_of_the_right_size_and_saves_masks(qtb
     with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
         assert view.predict(photos)
     assert blocker.args[0] == "predict" and blocker.args[1] is not None, window.last_error
+    assert window.status_label.text() == "predict: finished"  # not the stage's lingering "started"
     assert view.images.count() == 2 and view.images.currentItem().text() == "my photo 0"
     shown = view.overlay.image
     assert shown.shape == sizes["my photo 0"] and shown.dtype == np.uint8 and shown.max() < 19
