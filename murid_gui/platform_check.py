@@ -90,6 +90,7 @@ def platform_problem(env: os._Environ | dict | None = None) -> str | None:
     if not missing:
         return None
     packages = " ".join(dict.fromkeys(debian_package(m) for m in missing))
-    return (f"Qt's xcb platform plugin cannot load: the system libraries {', '.join(missing)} are "
-            f"missing; on Debian/Ubuntu install them with `sudo apt install {packages}` "
+    what = (f"the system library {missing[0]} is missing; on Debian/Ubuntu install it" if len(missing) == 1 else
+            f"the system libraries {', '.join(missing)} are missing; on Debian/Ubuntu install them")
+    return (f"Qt's xcb platform plugin cannot load: {what} with `sudo apt install {packages}` "
             f"({OTHER_SYSTEMS})")

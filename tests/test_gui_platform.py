@@ -30,7 +30,7 @@ def test_missing_xcb_cursor_is_named_with_its_install_command(monkeypatch, capsy
     monkeypatch.setenv("DISPLAY", ":0")
     assert main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "libxcb-cursor.so.0" in err[0]
+    assert len(err) == 1 and "the system library libxcb-cursor.so.0 is missing" in err[0]
     assert "sudo apt install libxcb-cursor0" in err[0] and "dnf install xcb-util-cursor" in err[0]
 
 
