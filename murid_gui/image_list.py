@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableView, QVBoxLayout, QWidget
 
 from murid_engine.curriculum.round_summary import ImageSummary
+
+from .column_model import ColumnTableModel
 
 COLUMNS = ("image", "mean conf.", "kept", "disagree", "edited px")
 KEYS = (None, "mean_confidence", "kept_fraction", "disagreement", "edited_pixels")  # ImageSummary fields
@@ -29,8 +31,10 @@ def summary_columns(images: Mapping[str, ImageSummary]) -> np.ndarray:
                      for s in images], dtype=np.float64).reshape(len(images), len(KEYS) - 1)
 
 
-class ImageTableModel(QAbstractTableModel):
+class ImageTableModel(ColumnTableModel):
     """Rows in the order shown (`order` indexes the stems); unknown numbers (NaN) sort last."""
+
+    columns = COLUMNS
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,14 +74,6 @@ class ImageTableModel(QAbstractTableModel):
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
         return 0 if parent.isValid() else len(self.order)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section]
-        return None
 
     def data(self, index, role=Qt.DisplayRole):
         i, col = int(self.order[index.row()]), index.column()

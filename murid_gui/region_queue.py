@@ -16,7 +16,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRectF, Qt, Signal
+from PySide6.QtCore import QModelIndex, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,12 +37,15 @@ from murid_engine.regions.actions import Action, apply_action, verified_pixels
 from murid_engine.regions.scoring import RoundRegions
 
 from .class_legend import swatch
+from .column_model import ColumnTableModel
 
 COLUMNS = ("image", "region", "score", "pixels", "done")
 
 
-class QueueModel(QAbstractTableModel):
+class QueueModel(ColumnTableModel):
     """Rows read from the memory-mapped queue when shown, never copied into Qt items."""
+
+    columns = COLUMNS
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,14 +59,6 @@ class QueueModel(QAbstractTableModel):
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
         return 0 if self.regions is None or parent.isValid() else len(self.regions.queue)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section]
-        return None
 
     def data(self, index, role=Qt.DisplayRole):
         if role != Qt.DisplayRole or self.regions is None:
