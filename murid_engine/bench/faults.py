@@ -40,6 +40,9 @@ class FaultConfig:
     seed: int = 0
     stages: str | None = None  # None: every stage of the smoke preset (distill included)
     kill_window: tuple[float, float] | None = None  # seconds after the start; None: a clean run's length
+    # "start": the kill's clock starts with the process; "training": with the run's first metric
+    # record, so a kill lands inside training however fast the machine starts and trains.
+    clock_from: str = "start"
     timeout_s: float = 600.0  # per subprocess
 
 
@@ -123,6 +126,8 @@ def one_run(project: Path, data: Path, cfg: FaultConfig, kill_at: float) -> RunO
         proc = subprocess.Popen(train_command(project, data, cfg.stages), env=env,
                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
         try:
+            if cfg.clock_from == "training":
+                _wait_for_first_record(proc, project / "metrics.jsonl", cfg.timeout_s)
             proc.wait(timeout=kill_at)
             status = "finished"
         except subprocess.TimeoutExpired:
@@ -152,6 +157,15 @@ def one_run(project: Path, data: Path, cfg: FaultConfig, kill_at: float) -> RunO
     if not (project / "checkpoints" / "teacher.pt").is_file():
         return RunOutcome(kill_at, "failed", "the resumed run wrote no teacher.pt")
     return RunOutcome(kill_at, status or "recovered")
+
+
+def _wait_for_first_record(proc: subprocess.Popen, metrics: Path, timeout_s: float) -> None:
+    """Return once `metrics` holds a record or the process has ended (polled every 5 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.is_file() and metrics.stat().st_size > 0:
+            return
+        time.sleep(0.005)
 
 
 def check_project_loads(project: Path) -> str | None:
