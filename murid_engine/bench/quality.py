@@ -18,12 +18,15 @@ no-distill     the full run's teacher with a student trained on pseudo-labels al
 oracle         the warm-up stage on the target's own labels: the upper bound.
 
 `--seeds 0,1,2` runs every run at each seed and reports mean, standard deviation and the single
-figures. Every figure is target-val mIoU (a fraction, as `evaluate --json` writes it); wall time
+figures. Each finished run's result is kept in WORKDIR/seed-S/results/RUN.json, so the same
+command again resumes an interrupted benchmark (an unfinished run is trained again from its
+start) and a later command can add seeds or runs to the same WORKDIR. Every figure is target-val mIoU (a fraction, as `evaluate --json` writes it); wall time
 is reported only when the runs had the machine alone (`placement`).
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import statistics
@@ -35,6 +38,7 @@ import torch
 
 from murid_engine.config import apply_overrides, load_preset
 from murid_engine.errors import UserError
+from murid_engine.imageio import atomic_write_bytes
 from murid_engine.jobs import EventSink
 from murid_engine.project import Project
 from murid_engine.records import EvaluationRecord, evaluations
@@ -75,6 +79,12 @@ class QualityConfig:
         config.seed = seed
         return config.validate()
 
+    def fingerprint(self) -> dict:
+        """What must match for a WORKDIR's finished runs to be reused by another command."""
+        data = str(self.data.resolve()) if self.data else {"source": self.source, "target": self.target}
+        return {"preset": self.preset, "overrides": list(self.overrides), "data": data,
+                "oracle_iterations": self.oracle_iterations, "threads": self.threads}
+
 
 @dataclass
 class RunResult:
@@ -94,9 +104,31 @@ def _rows(records: list[EvaluationRecord], offset_s: float = 0.0) -> list[dict]:
 
 
 def _fresh(root: Path) -> Path:
+    """A run's project folder, emptied: one left there has no result, so it was interrupted."""
     if root.exists():
-        raise UserError(f"{root} already holds a benchmark run; give another --workdir or remove it")
+        shutil.rmtree(root)
     return root
+
+
+FINGERPRINT = "bench_quality.json"
+
+
+def check_workdir(cfg: QualityConfig) -> None:
+    """A WORKDIR is new, or was made by a command of the same configuration (then it resumes)."""
+    marker = cfg.workdir / FINGERPRINT
+    if marker.is_file():
+        try:
+            earlier = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{marker} is not readable; give another --workdir") from None
+        if earlier != cfg.fingerprint():
+            changed = sorted(k for k in cfg.fingerprint() if earlier.get(k) != cfg.fingerprint()[k])
+            raise UserError(f"{cfg.workdir} holds runs of another configuration ({', '.join(changed)} "
+                            "differ); give another --workdir")
+    elif cfg.workdir.exists() and any(cfg.workdir.iterdir()):
+        raise UserError(f"{cfg.workdir} is not empty and holds no benchmark; give another --workdir")
+    else:
+        atomic_write_bytes(marker, (json.dumps(cfg.fingerprint(), indent=2) + "\n").encode())
 
 
 class QualityBench:
@@ -106,11 +138,18 @@ class QualityBench:
     def root(self, seed: int, run: str) -> Path:
         return self.cfg.workdir / f"seed-{seed}" / run
 
+    def result_file(self, seed: int, run: str) -> Path:
+        return self.cfg.workdir / f"seed-{seed}" / "results" / f"{run}.json"
+
     def run(self, run: str, seed: int, done: dict[str, RunResult]) -> RunResult:
+        kept = self.result_file(seed, run)
+        if kept.is_file():  # finished by an earlier command on this WORKDIR
+            return RunResult(**json.loads(kept.read_text()))
         start = time.perf_counter()
         result = getattr(self, "_" + run.replace("-", "_"))(seed, done)
         if not result.wall_s:
             result.wall_s = round(time.perf_counter() - start, 1)
+        atomic_write_bytes(kept, (json.dumps(asdict(result), indent=1) + "\n").encode())
         return result
 
     # ------------------------------------------------------------------ MURID and its ablations
@@ -241,6 +280,7 @@ def run_quality(cfg: QualityConfig, sink: EventSink) -> dict:
         raise UserError("give a SynthCity folder (--data) or both --source KIND:PATH and --target KIND:PATH")
     if not cfg.seeds or any(s < 0 for s in cfg.seeds):
         raise UserError(f"--seeds must be non-negative integers, not {list(cfg.seeds)}")
+    check_workdir(cfg)
     torch.set_num_threads(cfg.threads)
     bench = QualityBench(cfg, sink)
     order = [r for r in EXECUTION_ORDER if r in cfg.runs]
