@@ -58,3 +58,36 @@ def test_bench_quality_refuses_bad_seeds_and_a_missing_dataset(tmp_path):
     data = synth_data(tmp_path / "synth")
     line = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "r", "--seeds", "0,x").error_line()
     assert "--seeds" in line
+
+
+def test_the_same_command_again_resumes_and_a_later_one_adds_seeds(tmp_path):
+    data = synth_data(tmp_path / "synth")
+    work = tmp_path / "w"
+
+    def bench(seeds, *extra):
+        with one_thread():
+            return murid("bench", "quality", "--data", data, "--workdir", work, "--preset", "smoke",
+                         "--runs", "source-only,adabn", "--seeds", seeds, "--threads", "1", *extra)
+
+    assert bench("0").code == 0
+    kept = work / "seed-0" / "results" / "source-only.json"
+    first = kept.read_text()
+    before = kept.stat().st_mtime_ns
+    # An interrupted run: a project folder without a result is trained again from its start.
+    (work / "seed-1" / "source-only" / "checkpoints").mkdir(parents=True)
+    (work / "seed-1" / "source-only" / "left-by-a-kill").write_text("x")
+    result = bench("0,1", "--json", tmp_path / "both.json")
+    assert result.code == 0, result.err
+    assert kept.stat().st_mtime_ns == before and kept.read_text() == first  # seed 0 was not run again
+    assert not (work / "seed-1" / "source-only" / "left-by-a-kill").exists()
+    report = json.loads((tmp_path / "both.json").read_text())
+    assert [(r["run"], r["seed"]) for r in report["runs"]] == [
+        ("source-only", 0), ("adabn", 0), ("source-only", 1), ("adabn", 1)]
+    assert report["runs"][0]["final_miou"] == json.loads(first)["evaluations"][-1]["miou"]
+
+    line = bench("0", "--set", "warmup.iterations=2").error_line()
+    assert "holds runs of another configuration (overrides differ)" in line
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    line = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "other").error_line()
+    assert "is not empty and holds no benchmark" in line
