@@ -15,9 +15,12 @@ from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QTableV
 
 from murid_engine.curriculum.round_summary import ImageSummary
 
-from .column_model import ColumnTableModel
+from .column_model import ColumnTableModel, fit_columns
 
-COLUMNS = ("image", "mean conf.", "kept", "disagree", "edited px")
+COLUMNS = ("image", "conf.", "kept", "disagr.", "edits")
+COLUMN_TIPS = ("the image's stem (hover a row for its file)", "mean confidence of the teacher's prediction",
+               "fraction of the image's pixels kept as pseudo-labels",
+               "fraction of pixels where teacher and student disagree", "pixels you edited")
 KEYS = (None, "mean_confidence", "kept_fraction", "disagreement", "edited_pixels")  # ImageSummary fields
 SORTS = (("least confident first", 1, Qt.AscendingOrder), ("least kept first", 2, Qt.AscendingOrder),
          ("most disagreement first", 3, Qt.DescendingOrder), ("most edited first", 4, Qt.DescendingOrder),
@@ -35,6 +38,7 @@ class ImageTableModel(ColumnTableModel):
     """Rows in the order shown (`order` indexes the stems); unknown numbers (NaN) sort last."""
 
     columns = COLUMNS
+    column_tips = COLUMN_TIPS
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,9 +117,8 @@ class ImageList(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)  # no per-row sizing
         # A stem's start (Cityscapes: the city) and its end (the frame) both tell images apart.
-        self.table.setTextElideMode(Qt.ElideMiddle)
-        self.table.setColumnWidth(0, 200)
         self.table.setSortingEnabled(True)  # a header click sorts through the model
+        fit_columns(self.table)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._on_select(cur.row()))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

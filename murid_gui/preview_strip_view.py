@@ -29,12 +29,13 @@ class PreviewStripView(QWidget):
         self.follow.toggled.connect(lambda on: on and self._show_last())
         self.caption = QLabel("no preview yet: start training")
         self.caption.setMinimumWidth(50)
+        self.caption.setWordWrap(True)  # a long caption takes a second line, not the view's edge
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Previews"))
         bar.addWidget(self.slider, 1)
         bar.addWidget(self.follow)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(0, 0, 6, 0)  # off the window's edge, as the loss panel is
         layout.addWidget(self.view, 1)
         layout.addLayout(bar)
         layout.addWidget(self.caption)

@@ -37,7 +37,7 @@ from murid_engine.regions.actions import Action, apply_action, verified_pixels
 from murid_engine.regions.scoring import RoundRegions
 
 from .class_legend import swatch
-from .column_model import ColumnTableModel
+from .column_model import ColumnTableModel, fit_columns
 
 COLUMNS = ("image", "region", "score", "pixels", "done")
 
@@ -61,10 +61,16 @@ class QueueModel(ColumnTableModel):
         return 0 if self.regions is None or parent.isValid() else len(self.regions.queue)
 
     def data(self, index, role=Qt.DisplayRole):
-        if role != Qt.DisplayRole or self.regions is None:
+        if self.regions is None:
+            return None
+        col = index.column()
+        if role == Qt.TextAlignmentRole and 0 < col < len(COLUMNS) - 1:  # numbers, as in the image list
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role not in (Qt.DisplayRole, Qt.ToolTipRole):
             return None
         row = self.regions.queue[index.row()]
-        col = index.column()
+        if role == Qt.ToolTipRole:  # the full stem, however narrow the column
+            return self.regions.stems[int(row["image"])] if col == 0 else None
         if col == 0:
             return self.regions.stems[int(row["image"])]
         if col == 1:
@@ -103,7 +109,7 @@ class RegionQueue(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)  # no per-row sizing
-        self.table.setTextElideMode(Qt.ElideLeft)
+        fit_columns(self.table)  # stems elide in the middle, as in the image list
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self.select(cur.row()))
         self.summary = QLabel("no round")
         self.summary.setWordWrap(True)

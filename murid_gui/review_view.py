@@ -157,7 +157,7 @@ class ReviewView(QWidget):
         split.addWidget(lists)
         split.addWidget(center)
         split.addWidget(side)
-        split.setSizes([300, 600, 380])
+        split.setSizes([430, 510, 340])  # the left lists show a whole stem and four numbers
         top = QHBoxLayout()
         top.addWidget(QLabel("Round"))
         top.addWidget(self.round_box)
