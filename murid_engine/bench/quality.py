@@ -20,8 +20,9 @@ oracle         the warm-up stage on the target's own labels: the upper bound.
 `--seeds 0,1,2` runs every run at each seed and reports mean, standard deviation and the single
 figures. Each finished run's result is kept in WORKDIR/seed-S/results/RUN.json, so the same
 command again resumes an interrupted benchmark (an unfinished run is trained again from its
-start) and a later command can add seeds or runs to the same WORKDIR. Every figure is target-val mIoU (a fraction, as `evaluate --json` writes it); wall time
-is reported only when the runs had the machine alone (`placement`).
+start) and a later command can add seeds or runs to the same WORKDIR. Every figure is target-val
+mIoU (a fraction, as `evaluate --json` writes it); wall time is reported only when the runs had
+the machine alone (`placement`).
 """
 
 from __future__ import annotations
