@@ -116,20 +116,20 @@ FINGERPRINT = "bench_quality.json"
 
 def check_workdir(cfg: QualityConfig) -> None:
     """A WORKDIR is new, or was made by a command of the same configuration (then it resumes)."""
-    marker = cfg.workdir / FINGERPRINT
+    marker, wanted = cfg.workdir / FINGERPRINT, cfg.fingerprint()
     if marker.is_file():
         try:
             earlier = json.loads(marker.read_text())
         except (OSError, ValueError):
             raise UserError(f"{marker} is not readable; give another --workdir") from None
-        if earlier != cfg.fingerprint():
-            changed = sorted(k for k in cfg.fingerprint() if earlier.get(k) != cfg.fingerprint()[k])
+        if earlier != wanted:
+            changed = sorted(k for k in wanted if earlier.get(k) != wanted[k])
             raise UserError(f"{cfg.workdir} holds runs of another configuration ({', '.join(changed)} "
                             "differ); give another --workdir")
     elif cfg.workdir.exists() and any(cfg.workdir.iterdir()):
         raise UserError(f"{cfg.workdir} is not empty and holds no benchmark; give another --workdir")
     else:
-        atomic_write_bytes(marker, (json.dumps(cfg.fingerprint(), indent=2) + "\n").encode())
+        atomic_write_bytes(marker, (json.dumps(wanted, indent=2) + "\n").encode())
 
 
 class QualityBench:
