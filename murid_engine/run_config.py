@@ -19,6 +19,7 @@ from murid_engine.training.batches import AugmentConfig
 
 STAGES = ("warmup", "adapt", "curriculum", "distill")
 CACHE_MODES = ("auto", "disk", "off")  # data.cache (training/image_stores.py)
+KL_PIXELS = ("all", "kept", "weighted")  # distill.kl_pixels (distill/losses.py)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -131,9 +132,17 @@ class DistillConfig:
     feature_weight: float = 0.1  # weight of feature mimicking at the MR points through a 1x1 adapter
     source_ce_weight: float = 1.0  # weight of cross-entropy on source labels
     pseudo_ce_weight: float = 1.0  # weight of cross-entropy on the confident target pseudo-labels
+    # Where the KL counts: 'all' pixels, only those the round 'kept' (above their class
+    # threshold, or edited), or every pixel 'weighted' by the teacher's confidence there
+    kl_pixels: str = "all"
+    # ClassMix + photometric on the student's target crops (DACS); the teacher labels the clean
+    # crop, so its KL and hints are a consistency target (FixMatch / Mean Teacher)
+    augment: bool = False
 
     def validate(self) -> None:
         _check(self.iterations >= 1, f"distill.iterations must be 1 or more, not {self.iterations}")
+        _check(self.kl_pixels in KL_PIXELS,
+               f"distill.kl_pixels must be one of {', '.join(KL_PIXELS)}, not '{self.kl_pixels}'")
         _check(self.lr is None or _positive(self.lr), f"distill.lr must be positive or null, not {self.lr}")
         _check(_positive(self.temperature), f"distill.temperature must be positive, not {self.temperature}")
         for name in ("kl_weight", "feature_weight", "source_ce_weight", "pseudo_ce_weight"):

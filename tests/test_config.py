@@ -235,6 +235,7 @@ def test_bad_overrides_name_the_key(item, pattern):
     ("curriculum.ema_decay=1", "curriculum.ema_decay"),
     ("curriculum.threshold_cap=1.5", "curriculum.threshold_cap"),
     ("distill.temperature=0", "distill.temperature"),
+    ("distill.kl_pixels=some", "distill.kl_pixels"),
     ("warmup.entropy_weight=0.1", "warmup.entropy_weight"),
     ("student_model.num_classes=16", "num_classes"),
     ("student_model.backbone=vgg", "student_model"),

@@ -128,6 +128,55 @@ def test_loss_parts_are_named_and_weighted():
     assert "feature" not in distill_losses(out, cfg, adapters)
 
 
+def test_a_weighted_kl_ignores_pixels_of_weight_zero_and_gives_the_teacher_no_gradient():
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(1, 5, 4, 4, generator=g, requires_grad=True)
+    t = torch.randn(1, 5, 4, 4, generator=g, requires_grad=True)
+    weight = torch.rand(1, 4, 4, generator=g)
+    weight[0, :2] = 0.0
+    loss = kd_kl(s, t, 2.0, weight)
+    changed = s.detach().clone()
+    changed[..., :2, :] = 100.0 * torch.randn(1, 5, 2, 4, generator=g)  # only weight-0 pixels
+    assert kd_kl(changed, t, 2.0, weight).item() == pytest.approx(loss.item(), rel=1e-6)
+    assert kd_kl(s, t, 2.0, torch.zeros(1, 4, 4)).item() == 0.0
+    loss.backward()
+    assert t.grad is None  # the teacher's prediction is a target, not trained
+    assert s.grad[..., :2, :].abs().max().item() == 0.0 and s.grad[..., 2:, :].abs().max().item() > 0
+
+
+def test_kl_pixels_choose_where_the_kl_counts():
+    from murid_engine.distill.losses import kl_weights
+
+    out = _outputs(from_teacher=True)
+    labels, logits = out.pseudo_labels, out.teacher_logits
+    everywhere = kl_weights(labels, logits, "all")
+    assert torch.equal(everywhere, (labels != 254).float())  # only painted-ignore / padding are out
+    kept = kl_weights(labels, logits, "kept")
+    assert torch.equal(kept, (labels < 19).float())  # below-threshold pixels are out too
+    confidence = torch.softmax(logits, 1).amax(1)
+    weighted = kl_weights(labels, logits, "weighted")
+    assert torch.allclose(weighted, confidence * (labels != 254).float())
+    pasted = torch.zeros_like(labels, dtype=torch.bool)
+    pasted[0, 4:] = True  # pixels ClassMix pasted from a source image take no KL
+    assert kl_weights(labels, logits, "all", pasted)[0, 4:].abs().sum().item() == 0.0
+    assert torch.equal(kl_weights(labels, logits, "all", pasted)[0, :4], everywhere[0, :4])
+
+
+def test_a_hint_with_a_keep_mask_counts_only_the_kept_cells():
+    adapters = FeatureAdapters((4, 4, 4, 4), (4, 4, 4, 4), (1,))
+    with torch.no_grad():
+        conv = adapters.maps["1"]
+        conv.weight.copy_(torch.eye(4)[:, :, None, None])
+        conv.bias.zero_()
+    student = {1: torch.zeros(1, 4, 2, 2)}
+    teacher = {1: torch.zeros(1, 4, 2, 2)}
+    teacher[1][..., 1] = 3.0  # the right column of cells differs
+    keep = torch.zeros(1, 8, 8, dtype=torch.bool)
+    keep[..., :4] = True  # the left half of the input: the left column of cells
+    assert feature_hint(adapters, student, teacher, keep).item() == 0.0
+    assert feature_hint(adapters, student, teacher, ~keep).item() == pytest.approx(9.0)
+
+
 def test_no_distill_has_no_kl_or_feature_parts():
     cfg = DistillConfig(from_teacher=False)
     parts = distill_losses(_outputs(from_teacher=False), cfg, FeatureAdapters((4,) * 4, (4,) * 4, (1,)))
@@ -164,13 +213,15 @@ def test_smoke_pipeline_writes_the_student_and_its_evaluation(trained):
     assert scores.miou == pytest.approx(evals[0]["miou"], abs=1e-12)
 
 
-def _prepared(trained_dir: Path, dest: Path, iterations: int, from_teacher: bool = True) -> Project:
+def _prepared(trained_dir: Path, dest: Path, iterations: int, from_teacher: bool = True,
+              augment: bool = False) -> Project:
     project = Project.open(copy_project(trained_dir, dest))
     for name in ("student", "latest_student"):
         project.checkpoint_path(name).unlink()
     cfg = copy.deepcopy(project.config)
     cfg.distill.iterations = iterations
     cfg.distill.from_teacher = from_teacher
+    cfg.distill.augment = augment
     project.save_config(cfg)
     return project
 
@@ -184,8 +235,10 @@ def test_no_distill_run_trains_on_labels_only(trained, tmp_path):
     assert load_checkpoint(project.checkpoint_path("student")).config.distill.from_teacher is False
 
 
-def test_stop_saves_and_resume_continues_to_the_same_student(trained, tmp_path):
-    project = _prepared(trained[1], tmp_path / "stopped", iterations=5)
+@pytest.mark.parametrize("augment", [False, True], ids=["clean", "augmented"])
+def test_stop_saves_and_resume_continues_to_the_same_student(trained, tmp_path, augment):
+    # augmented: the ClassMix / photometric draws continue where they stopped, too
+    project = _prepared(trained[1], tmp_path / "stopped", iterations=5, augment=augment)
     control = Control()
     sink = CollectingSink()
 
@@ -206,7 +259,7 @@ def test_stop_saves_and_resume_continues_to_the_same_student(trained, tmp_path):
     assert [e.iteration for e in resumed.of_type(Losses)] == [3, 4, 5]
     assert [e.model for e in resumed.of_type(EvaluationResult)] == ["student"]
 
-    straight = _prepared(trained[1], tmp_path / "straight", iterations=5)
+    straight = _prepared(trained[1], tmp_path / "straight", iterations=5, augment=augment)
     assert StudentTrainer(straight).run() is True
     a = load_checkpoint(project.checkpoint_path("student")).models["student"]
     b = load_checkpoint(straight.checkpoint_path("student")).models["student"]

@@ -11,7 +11,12 @@ pseudo_ce cross-entropy on the confident pseudo-labels of the latest curriculum 
           below their class threshold, painted 'ignore' and padding are not trained on).
 
 Pixels a round map marks NO_LOSS (padding, painted 'ignore') get no term at all, the KL
-included; below-threshold pixels (255) still get the teacher's soft targets.
+included. Where else the KL counts is `distill.kl_pixels`: 'all' (below-threshold pixels, 255,
+still get the teacher's soft targets), 'kept' (only pixels the round kept: a thresholded KL) or
+'weighted' (each pixel weighted by the teacher's confidence, its top softmax probability at
+T = 1). With `distill.augment` the student sees a ClassMix-ed, jittered crop and the teacher
+the clean one; pixels pasted from a source image (`StudentOutputs.pasted`) then take no KL and
+no hint, since the teacher's prediction there is of the target pixel the paste covered.
 """
 
 from __future__ import annotations
@@ -30,32 +35,57 @@ from .student import FeatureAdapters
 
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-          mask: torch.Tensor | None = None) -> torch.Tensor:
+          weight: torch.Tensor | None = None) -> torch.Tensor:
     """T²·KL(softmax(t/T) || softmax(s/T)), summed over classes, averaged over pixels.
 
-    `mask` (N×H×W bool) keeps the pixels that count; exactly 0 when the logits are equal.
+    `weight` (N×H×W, bool or float) is each pixel's share in the average; a pixel of weight 0
+    does not count at all. Exactly 0 when the logits are equal. The teacher's logits are a
+    target: no gradient flows into them.
     """
     t = float(temperature)
     log_p_s = F.log_softmax(student_logits.float() / t, dim=1)
-    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=1)
     per_pixel = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(dim=1)
-    if mask is not None:
-        if not mask.any():
-            return student_logits.sum() * 0.0
-        per_pixel = per_pixel[mask]
-    return per_pixel.mean() * (t * t)
+    if weight is None:
+        return per_pixel.mean() * (t * t)
+    w = weight.float()
+    total = w.sum()
+    if total <= 0:
+        return student_logits.sum() * 0.0
+    # where() rather than a product, so that a weight-0 pixel's non-finite term cannot leak in
+    weighted = torch.where(w > 0, per_pixel * w, torch.zeros_like(per_pixel))
+    return weighted.sum() / total * (t * t)
+
+
+def kl_weights(pseudo_labels: torch.Tensor, teacher_logits: torch.Tensor, kl_pixels: str,
+               pasted: torch.Tensor | None = None) -> torch.Tensor:
+    """Each pixel's weight in the KL under `distill.kl_pixels` (N×H×W float)."""
+    weight = (pseudo_labels != NO_LOSS).float()
+    if pasted is not None:
+        weight = weight * (~pasted).float()
+    if kl_pixels == "kept":
+        weight = weight * (pseudo_labels != IGNORE).float()
+    elif kl_pixels == "weighted":
+        weight = weight * torch.softmax(teacher_logits.detach().float(), dim=1).amax(dim=1)
+    return weight
 
 
 def feature_hint(adapters: FeatureAdapters, student: dict[int, torch.Tensor],
-                 teacher: dict[int, torch.Tensor]) -> torch.Tensor:
-    """Mean over the MR points of MSE(adapter(student features), teacher features)."""
+                 teacher: dict[int, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the MR points of MSE(adapter(student features), teacher features); with `keep`
+    (N×H×W bool at input size) only the feature cells whose nearest input pixel is kept count."""
     parts = []
     for point in adapters.points:
         mapped = adapters(point, student[point])
         target = teacher[point].detach().float()
         if mapped.shape[-2:] != target.shape[-2:]:
             mapped = F.interpolate(mapped, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        parts.append(F.mse_loss(mapped.float(), target))
+        if keep is None:
+            parts.append(F.mse_loss(mapped.float(), target))
+            continue
+        cells = F.interpolate(keep[:, None].float(), size=target.shape[-2:], mode="nearest")
+        squared = (mapped.float() - target) ** 2 * cells
+        parts.append(squared.sum() / (cells.sum() * target.shape[1]).clamp(min=1.0))
     return torch.stack(parts).mean()
 
 
@@ -69,6 +99,7 @@ class StudentOutputs:
     source_labels: torch.Tensor | None = None
     teacher_logits: torch.Tensor | None = None  # None: --no-distill (no teacher terms)
     teacher_features: dict[int, torch.Tensor] | None = None
+    pasted: torch.Tensor | None = None  # N×H×W bool: pixels ClassMix pasted from a source image
 
 
 def distill_losses(out: StudentOutputs, cfg: DistillConfig,
@@ -78,12 +109,13 @@ def distill_losses(out: StudentOutputs, cfg: DistillConfig,
     losses: dict[str, torch.Tensor] = {}
     if cfg.from_teacher and out.teacher_logits is not None:
         if cfg.kl_weight > 0:
-            valid = out.pseudo_labels != NO_LOSS
+            weight = kl_weights(out.pseudo_labels, out.teacher_logits, cfg.kl_pixels, out.pasted)
             losses["kl"] = cfg.kl_weight * kd_kl(out.target_logits, out.teacher_logits,
-                                                 cfg.temperature, valid)
+                                                 cfg.temperature, weight)
         if cfg.feature_weight > 0 and adapters is not None and adapters.points:
+            keep = None if out.pasted is None else ~out.pasted
             losses["feature"] = cfg.feature_weight * feature_hint(
-                adapters, out.target_features, out.teacher_features or {})
+                adapters, out.target_features, out.teacher_features or {}, keep)
     if cfg.source_ce_weight > 0 and out.source_logits is not None:
         losses["source_ce"] = cfg.source_ce_weight * segmentation_ce(out.source_logits, out.source_labels)
     if cfg.pseudo_ce_weight > 0:

@@ -1,6 +1,6 @@
 """The distillation stage: the student trained against the frozen teacher, through the one loop.
 
-Each iteration runs the teacher (no gradient) on the target crop and `StudentLosses` — the
+Each iteration runs the teacher (no gradient) on the clean target crop and `StudentLosses` — the
 student's two passes and the adapters in one module, so one DDP forward covers every trained
 parameter — and returns the loss parts of distill/losses.py. At the end the stage writes
 checkpoints/student.pt ({'student': the network}, the config inside) and scores the student on
@@ -19,6 +19,7 @@ from murid_engine.jobs import Message
 from murid_engine.models.teacher import own_batch_stats
 from murid_engine.run_config import DistillConfig
 from murid_engine.training.domains import Domains
+from murid_engine.training.augment import classmix_masks, mix, photometric
 from murid_engine.training.domain_images import DomainImages
 from murid_engine.training.loader import Batch, TrainingBatches
 from murid_engine.training.optim import build_sgd
@@ -55,8 +56,10 @@ class StudentLosses(nn.Module):
 
     def forward(self, xt: torch.Tensor, yt: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor,
                 teacher_logits: torch.Tensor | None = None,
-                teacher_features: dict[int, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        out = StudentOutputs(*student_forward(self.student, xt, self.points), pseudo_labels=yt)
+                teacher_features: dict[int, torch.Tensor] | None = None,
+                pasted: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = StudentOutputs(*student_forward(self.student, xt, self.points), pseudo_labels=yt,
+                             pasted=pasted)
         if self.cfg.source_ce_weight > 0:
             # The source crop is normalised with its own batch statistics and leaves the
             # running statistics alone: they stay the target's (DESIGN.md §2, BatchNorm).
@@ -75,6 +78,7 @@ class StudentParts:
     domains: Domains
     target: DomainImages  # target-train images with the latest round's training maps
     batches: TrainingBatches
+    gen: torch.Generator  # ClassMix and photometric draws (distill.augment)
 
 
 @register_stage("distill")
@@ -106,18 +110,26 @@ class DistillStage(Stage):
 
     def step(self, batch: Batch, it: int) -> dict[str, torch.Tensor]:
         self.trained.train()
-        teacher: tuple = ()
+        teacher_logits = teacher_features = None
         if self.job.cfg.distill.from_teacher:
-            with torch.no_grad():  # the frozen teacher: outside the trained module
+            with torch.no_grad():  # the frozen teacher, on the clean crop: outside the trained module
                 t = self.parts.teacher.model(batch.target)
-            teacher = (t["out"], t["features"])
-        return self.trained(batch.target, batch.target_labels, batch.source, batch.source_labels, *teacher)
+            teacher_logits, teacher_features = t["out"], t["features"]
+        xt, yt, xs, pasted = batch.target, batch.target_labels, batch.source, None
+        if self.job.cfg.distill.augment:
+            gen = self.parts.gen
+            pasted = classmix_masks(batch.source_labels, gen)
+            xt = photometric(mix(pasted, xs, xt), gen)
+            yt = mix(pasted, batch.source_labels, yt)
+            xs = photometric(xs, gen)
+        return self.trained(xt, yt, xs, batch.source_labels, teacher_logits, teacher_features, pasted)
 
     def preview_model(self) -> nn.Module:
         return self.parts.student
 
     def saved_state(self) -> SavedState:
-        return SavedState(RESUME, {"student": self.parts.student, "adapters": self.parts.adapters})
+        return SavedState(RESUME, {"student": self.parts.student, "adapters": self.parts.adapters},
+                          {"torch_generator": self.parts.gen.get_state()})
 
     def finish(self) -> None:
         job = self.job

@@ -56,7 +56,8 @@ class StudentTrainer:
         seed = self.cfg.seed + SEED_OFFSET
         np_rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
-        dist.reseed_rank(seed, np_rng)
+        self.gen = torch.Generator().manual_seed(seed)  # augmentation draws (distill.augment)
+        dist.reseed_rank(seed, np_rng, self.gen)
         self.job = JobContext(project, self.cfg, sink or NullSink(), control or Control(), dist, np_rng)
         self.dist, self.sink = dist, self.job.sink  # the job's, for short
         self.device = dist.device
@@ -113,7 +114,8 @@ class StudentTrainer:
                                        rank=self.dist.rank, world_size=self.dist.world_size)
         if self.cfg.preview_every and self.dist.is_main:
             self.job.strip = PreviewStrip.choose(self.domains, self.device)
-        parts = StudentParts(self.student, self.adapters, self.teacher, self.domains, target, self.batches)
+        parts = StudentParts(self.student, self.adapters, self.teacher, self.domains, target,
+                             self.batches, self.gen)
         return StageRunner(self.job).run(DistillStage(self.job, parts), first, saved_optimizer)
 
     def _load_teacher(self) -> LoadedTeacher:
@@ -135,10 +137,12 @@ class StudentTrainer:
         self.adapters.load_state_dict(ckpt.model_state("adapters"))
         if ckpt.rng is not None:
             restore_rng(ckpt.rng, self.job.np_rng)
+        if "torch_generator" in ckpt.extra:  # absent in resume points written before augment
+            self.gen.set_state(ckpt.extra["torch_generator"])
         self.job.clock.resume_from(float(ckpt.extra.get("elapsed_s", 0.0)))
         it = ckpt.iteration
         # The checkpoint holds rank 0's random streams; the other ranks draw their own.
-        self.dist.reseed_rank(self.cfg.seed + SEED_OFFSET, self.job.np_rng, salt=1 + it)
+        self.dist.reseed_rank(self.cfg.seed + SEED_OFFSET, self.job.np_rng, self.gen, salt=1 + it)
         if self.dist.is_main:
             self.project.rewind_metrics(lambda r: r.get("stage") != STAGE or r.get("iteration", 0) <= it)
         self.sink(Message(f"resumed the distillation from {path} at iteration {it}"))
