@@ -91,3 +91,19 @@ def test_the_same_command_again_resumes_and_a_later_one_adds_seeds(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     line = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "other").error_line()
     assert "is not empty and holds no benchmark" in line
+
+
+def test_dacs_iterations_set_the_dacs_budget_and_are_part_of_the_workdirs_configuration(tmp_path):
+    data = synth_data(tmp_path / "synth")
+
+    def bench(work, *extra):
+        with one_thread():
+            return murid("bench", "quality", "--data", data, "--workdir", work, "--preset", "smoke",
+                         "--runs", "dacs", "--threads", "1", "--json", tmp_path / "d.json", *extra)
+
+    assert bench(tmp_path / "w", "--dacs-iterations", "5").code == 0
+    rows = json.loads((tmp_path / "d.json").read_text())["runs"][0]["evaluations"]
+    assert [(e["stage"], e["iteration"]) for e in rows][-1] == ("dacs", 5)
+    line = bench(tmp_path / "w", "--dacs-iterations", "6").error_line()
+    assert "holds runs of another configuration (dacs_iterations differ)" in line
+    assert "--dacs-iterations" in bench(tmp_path / "x", "--dacs-iterations", "0").error_line()

@@ -12,7 +12,7 @@ mixstyle       a shared-BatchNorm network trained on source labels with shallow 
                statistics mixing (MixStyle, Zhou et al., ICLR 2021), for MURID's warm-up + adapt
                budget; no self-training;
 dacs           DACS (Tranheden et al., WACV 2021) self-training from `mixstyle`, for as many
-               iterations as MURID's curriculum;
+               iterations as MURID's curriculum, or `--dacs-iterations` (to match wall times);
 full, no-mr, no-curriculum   MURID's pipeline and its ablations;
 no-distill     the full run's teacher with a student trained on pseudo-labels alone;
 oracle         the warm-up stage on the target's own labels: the upper bound.
@@ -68,6 +68,7 @@ class QualityConfig:
     oracle_iterations: int = 2000
     threads: int = 2
     placement: str = "alone"  # 'alone': the runs had the machine to themselves; 'shared': they did not
+    dacs_iterations: int | None = None  # None: as many as MURID's curriculum
 
     def base_config(self, seed: int) -> RunConfig:
         config = apply_overrides(load_preset(self.preset), list(self.overrides))
@@ -84,7 +85,9 @@ class QualityConfig:
         """What must match for a WORKDIR's finished runs to be reused by another command."""
         data = str(self.data.resolve()) if self.data else {"source": self.source, "target": self.target}
         return {"preset": self.preset, "overrides": list(self.overrides), "data": data,
-                "oracle_iterations": self.oracle_iterations, "threads": self.threads}
+                "oracle_iterations": self.oracle_iterations, "threads": self.threads,
+                # only when given, so that a WORKDIR made before the option still matches
+                **({} if self.dacs_iterations is None else {"dacs_iterations": self.dacs_iterations})}
 
 
 @dataclass
@@ -230,7 +233,10 @@ class QualityBench:
 
         config = self.cfg.base_config(seed)
         project = Project.create(_fresh(self.root(seed, which)), config)
-        train_baseline(project, which, BaselineConfig.matching(config), self.sink)
+        budgets = BaselineConfig.matching(config)
+        if self.cfg.dacs_iterations is not None:
+            budgets.dacs.iterations = self.cfg.dacs_iterations
+        train_baseline(project, which, budgets, self.sink)
         return RunResult(which, seed, 0.0, _rows(evaluations(project.read_metrics())))
 
     def _mixstyle(self, seed, done) -> RunResult:

@@ -33,6 +33,9 @@ def register_quality(which) -> None:
                    help="change a setting of every run")
     p.add_argument("--oracle-iterations", type=int, default=d.oracle_iterations,
                    help=f"iterations of the oracle ({d.oracle_iterations})")
+    p.add_argument("--dacs-iterations", type=int, default=None, metavar="N",
+                   help="iterations of the dacs run (default: as many as MURID's curriculum); "
+                        "give more to compare at equal wall time")
     p.add_argument("--threads", type=int, default=d.threads, help=f"CPU threads ({d.threads})")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(run=run_quality_cmd)
@@ -42,15 +45,17 @@ def run_quality_cmd(args) -> int:
     from murid_engine.bench.quality import QualityConfig, format_quality, run_quality
     from murid_engine.cli.progress_sink import TerminalSink
 
-    if args.threads < 1 or args.oracle_iterations < 1:
-        raise UserError("--threads and --oracle-iterations must be 1 or more")
+    too_few_dacs = args.dacs_iterations is not None and args.dacs_iterations < 1
+    if args.threads < 1 or args.oracle_iterations < 1 or too_few_dacs:
+        raise UserError("--threads, --oracle-iterations and --dacs-iterations must be 1 or more")
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, not '{args.seeds}'") from None
     cfg = QualityConfig(args.workdir, args.data, args.source, args.target, args.preset,
                         tuple(r.strip() for r in args.runs.split(",") if r.strip()), seeds,
-                        tuple(args.overrides), args.oracle_iterations, args.threads, args.placement)
+                        tuple(args.overrides), args.oracle_iterations, args.threads, args.placement,
+                        args.dacs_iterations)
     with TerminalSink() as sink:
         result = run_quality(cfg, sink)
     if args.json_out:
