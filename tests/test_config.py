@@ -231,6 +231,7 @@ def test_bad_overrides_name_the_key(item, pattern):
     ("data.source=gta6:/x", "gta6"),
     ("mr.points=[5]", "points"),
     ("mr.tokens=0", "tokens"),
+    ("mr.norm=batch", "mr norm"),
     ("optim.lr=0", "optim.lr"),
     ("curriculum.ema_decay=1", "curriculum.ema_decay"),
     ("curriculum.threshold_cap=1.5", "curriculum.threshold_cap"),

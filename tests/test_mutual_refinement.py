@@ -177,6 +177,31 @@ def test_per_domain_batchnorm_in_training():
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_shared_batchnorm_normalises_the_two_crops_as_one_batch_and_evaluates_with_the_mixture():
+    teacher = _teacher(exchange_prob=0.0, norm="shared").train()
+    plain = copy.deepcopy(teacher)
+    source = torch.rand(2, 3, 64, 32) * 0.3 + 0.7  # another "style" than the target's
+    target = torch.rand(2, 3, 64, 32)
+    with torch.no_grad():
+        out = teacher(source, target)
+        ref = plain.net(torch.cat([source, target]))["out"]  # one batch: the mixture's statistics
+    torch.testing.assert_close(out["source"], ref[:2])
+    torch.testing.assert_close(out["target"], ref[2:])
+    # The running statistics are the mixture's: the same buffers as the plain net's on the cat.
+    for (name, a), (_, b) in zip(teacher.net.named_buffers(), plain.net.named_buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+    bn = teacher.net.backbone.bn1
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    # Evaluation and the bank use those running statistics, whatever the batch holds.
+    teacher.eval()
+    with torch.no_grad():
+        alone = teacher.forward_target(target[:1], teacher.build_source_bank(source))["out"]
+        evaluated = plain.eval().net(target[:1])["out"]
+    torch.testing.assert_close(alone, evaluated)
+    with pytest.raises(ValueError, match="one size"):
+        teacher.train()(torch.rand(2, 3, 48, 32), target)
+
+
 def test_teacher_shapes_odd_sizes_and_bank():
     teacher = _teacher(tokens=8, bank_size=3)
     _set_gates(teacher, 0.3)

@@ -39,6 +39,7 @@ from torch import nn
 from .bank_cache import BankKeyValueCache, EntryKeyValues
 
 BANK_MODES = ("ensemble", "mean")
+NORM_MODES = ("domain", "shared")  # MRConfig.norm: how the teacher's BatchNorm sees the two streams
 
 
 @dataclass
@@ -54,6 +55,10 @@ class MRConfig:
     bank_size: int = 16  # most source images a feature bank holds
     bank_mode: str = "ensemble"  # how a target attends to the bank: see refine_target
     source_running_stats: bool = False  # whether the source stream feeds BN running statistics
+    # 'domain': each stream normalised with its own batch statistics (running statistics the
+    # target's); 'shared': source and target crops normalised together, as one batch (DACS,
+    # DAFormer), running statistics of the mixture, and the source bank built with them
+    norm: str = "domain"
     match_weight: float = 0.0  # weight of the attention's correspondence loss (0 = off)
 
     def validate(self) -> MRConfig:
@@ -68,6 +73,8 @@ class MRConfig:
                             f"{self.alpha} and {self.exchange_prob}")
         if self.match_weight < 0:
             raise UserError(f"mr match_weight must be non-negative, not {self.match_weight}")
+        if self.norm not in NORM_MODES:
+            raise UserError(f"mr norm must be one of {', '.join(NORM_MODES)}, not '{self.norm}'")
         if self.bank_mode not in BANK_MODES:
             raise UserError(f"mr bank_mode must be one of {', '.join(BANK_MODES)}, not '{self.bank_mode}'")
         return self

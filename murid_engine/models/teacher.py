@@ -9,12 +9,15 @@ run through the same modules separately, never concatenated, so each is normalis
 domain's batch statistics. The source stream always uses its own batch statistics (also in eval
 mode) and by default does not feed the running statistics, which therefore track the target
 domain only: the teacher is evaluated, pseudo-labels and is distilled on target images, and a
-student initialised from ``teacher.net`` starts with target statistics.
+student initialised from ``teacher.net`` starts with target statistics. With ``mr.norm`` 'shared'
+(what DACS and DAFormer do) the two crops go through every module as one batch instead: batch
+statistics and running statistics are those of the mixture, and evaluation and the source bank
+use the running ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -51,6 +54,19 @@ def own_batch_stats(module: nn.Module, update_running: bool) -> Iterator[None]:
             m.training, m.track_running_stats = training, track
 
 
+@contextmanager
+def running_stats(module: nn.Module) -> Iterator[None]:
+    """Make every BatchNorm in ``module`` normalise with its running statistics."""
+    saved = [(m, m.training) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m, _ in saved:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
 class MuridTeacher(nn.Module):
     """forward(source, target) -> named logits and refined features; no loss code."""
 
@@ -72,9 +88,27 @@ class MuridTeacher(nn.Module):
         self.mr_enabled = self.mr_cfg.enabled
 
     # -- helpers -------------------------------------------------------------------------------
+    @property
+    def shared_norm(self) -> bool:
+        return self.mr_cfg.norm == "shared"
+
     def _source_ctx(self, module: nn.Module):
         update = self.training and self.mr_cfg.source_running_stats
         return own_batch_stats(module, update_running=update)
+
+    def _both(self, run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module,
+              xs: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`run` (whose BatchNorms are those of `module`) on both streams: separately, the
+        source with its own statistics, or, with shared normalisation, as one batch."""
+        if self.shared_norm:
+            if xs.shape[1:] != xt.shape[1:]:
+                raise ValueError("mr.norm 'shared' needs source and target crops of one size, not "
+                                 f"{tuple(xs.shape[-2:])} and {tuple(xt.shape[-2:])}")
+            both = run(torch.cat([xs, xt]))
+            return both[: xs.shape[0]], both[xs.shape[0]:]
+        with self._source_ctx(module):
+            ys = run(xs)
+        return ys, run(xt)
 
     def _head(self, features: torch.Tensor, size: torch.Size) -> torch.Tensor:
         logits = self.net.classifier(features)
@@ -99,16 +133,12 @@ class MuridTeacher(nn.Module):
         if unknown:
             raise ValueError(f"unknown correspondence direction(s) {sorted(unknown)}")
         backbone = self.net.backbone
-        with self._source_ctx(backbone.bn1):
-            xs = backbone.stem(self.net.normalize(source))
-        xt = backbone.stem(self.net.normalize(target))
+        xs, xt = self._both(backbone.stem, backbone.bn1, self.net.normalize(source), self.net.normalize(target))
         feats_s: dict[int, torch.Tensor] = {}
         feats_t: dict[int, torch.Tensor] = {}
         matches: dict[int, dict[str, torch.Tensor]] = {}
         for point, stage in enumerate(backbone.stages, start=1):
-            with self._source_ctx(stage):
-                xs = stage(xs)
-            xt = stage(xt)
+            xs, xt = self._both(stage, stage, xs, xt)
             if self._active(point):
                 if correspondence:
                     matches[point] = self._correspondence(point, xs, xt, correspondence)
@@ -168,8 +198,8 @@ class MuridTeacher(nn.Module):
 
         ``source_images``: an N×3×H×W tensor in [0, 1] (split into ``batch_size`` chunks) or an
         iterable of such batches (e.g. from a loader). Each chunk is normalised with its own
-        batch statistics, as the source stream is in training; running statistics are not
-        touched. The source side is not refined (its refinement needs a target partner), so
+        batch statistics, as the source stream is in training (with ``mr.norm`` 'shared': with
+        the running statistics, as the target is); running statistics are not touched. The source side is not refined (its refinement needs a target partner), so
         deeper points see unrefined source features. Returns point -> K×C×t×t float32 tensors
         on the model's device: plain tensors, storable in a checkpoint.
         """
@@ -183,7 +213,8 @@ class MuridTeacher(nn.Module):
         parts: dict[int, list[torch.Tensor]] = {p: [] for p in self.points}
         count = 0
         device = self.net.mean.device
-        with own_batch_stats(self.net, update_running=False):
+        stats = running_stats(self.net) if self.shared_norm else own_batch_stats(self.net, update_running=False)
+        with stats:
             for batch in source_images:
                 if count >= limit or not self.points:
                     break
