@@ -7,12 +7,14 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from murid_engine.records import LossRecord, Record
 
 COLORS = ["#4FC3F7", "#FFB74D", "#81C784", "#E57373", "#BA68C8", "#FFF176", "#A1887F", "#90A4AE"]
 MAX_DRAWN = 4000
+PREMADE = 8  # curve pairs made while the app is idle, so that a first project does not wait for them
 SMOOTHING = 0.9  # EMA weight of the past
 
 
@@ -129,7 +131,18 @@ class LossPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.plot, 1)
+        self._blank: list[pg.PlotDataItem] = []  # made ahead, not yet named (see _premake)
         self.clear()
+        self._premaker = QTimer(self)  # a child: it dies with the plot
+        self._premaker.timeout.connect(self._premake)
+        self._premaker.start(0)
+
+    def _premake(self) -> None:
+        """Make one curve per event-loop turn until PREMADE pairs wait: a pyqtgraph curve costs
+        ~10 ms of GUI time, which would otherwise be spent when a project's history arrives."""
+        self._blank.append(self.plot.plot())
+        if len(self._blank) >= 2 * PREMADE:
+            self._premaker.stop()
 
     def clear(self) -> None:
         # The curves stay, emptied, for the next project's losses of the same names: making a
@@ -198,8 +211,14 @@ class LossPlot(QWidget):
             color = pg.mkColor(COLORS[len(self.curves) % len(COLORS)])
             faint = pg.mkColor(color)
             faint.setAlpha(60)
-            raw = self.plot.plot(pen=pg.mkPen(faint, width=1))
-            smooth = self.plot.plot(pen=pg.mkPen(color, width=2), name=name)  # its legend entry
+            if len(self._blank) >= 2:  # made ahead: give them their pens and a legend entry
+                smooth, raw = self._blank.pop(), self._blank.pop()  # the later-made one draws on top
+                raw.setPen(pg.mkPen(faint, width=1))
+                smooth.setPen(pg.mkPen(color, width=2))
+                self.legend.addItem(smooth, name)
+            else:
+                raw = self.plot.plot(pen=pg.mkPen(faint, width=1))
+                smooth = self.plot.plot(pen=pg.mkPen(color, width=2), name=name)  # its legend entry
             self.curves[name] = (raw, smooth)
             self._legend_names.add(name)
         return self.curves[name]

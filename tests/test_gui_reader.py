@@ -97,6 +97,24 @@ def test_the_loss_plot_reuses_its_curves_and_its_legend_names_what_is_shown(qtbo
     assert spare is None or len(spare) == 0  # the spare curve shows nothing
 
 
+def test_a_new_plot_makes_its_curves_ahead_and_a_first_history_uses_them(qtbot):
+    from murid_gui.loss_plot import PREMADE, LossHistory, LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    qtbot.waitUntil(lambda: len(plot._blank) == 2 * PREMADE, timeout=5000)  # one per event-loop turn
+    made = list(plot.plot.listDataItems())
+    history = LossHistory()
+    history.add("adapt", 1, 0.1, {"total": 1.0, "kl": 0.5})
+    plot.set_history(history)
+    assert plot.plot.listDataItems() == made  # no curve made now
+    assert len(plot._blank) == 2 * PREMADE - 4
+    assert sorted(label.text for _, label in plot.legend.items) == ["kl", "total"]
+    raw, smooth = plot.curves["total"]
+    assert smooth.opts["pen"].width() == 2 and raw.opts["pen"].color().alpha() == 60
+    assert list(smooth.getData()[0]) == [1]
+
+
 def test_the_plot_draws_arrays_made_off_the_gui_thread(qtbot, monkeypatch):
     from murid_gui.loss_plot import MAX_DRAWN, LossHistory, LossPlot, _Series
 
