@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QHBoxLayout, QWidget
 
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE
 
-from .edit_history import EditHistory
+from .edit_history import EditHistory, Step
 from .theme import confidence_lut, label_image_item, label_lut, set_label_image
 
 MODES = ("overlay", "confidence", "ground truth", "compare")
@@ -54,6 +54,7 @@ class _PaintItem(pg.ImageItem):
 class LabelCanvas(QWidget):
     edited = Signal()  # a stroke, undo or redo changed the edit map
     history_changed = Signal(bool, bool)  # can undo, can redo
+    step_restored = Signal(object, bool)  # the restored step's tag, True for an undo (False: redo)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,7 +64,8 @@ class LabelCanvas(QWidget):
         self.mode = "overlay"
         self.opacity = 0.6
         self.visible = np.ones(19, dtype=bool)
-        self.history = EditHistory()
+        self.history = EditHistory()  # the review session's, across images (edit_history.py)
+        self.stem: str | None = None  # the image shown
         self.image: np.ndarray | None = None
         self.labels: np.ndarray | None = None  # the round's labels under the current thresholds
         self.confidence: np.ndarray | None = None  # uint8 levels
@@ -107,13 +109,14 @@ class LabelCanvas(QWidget):
 
     # ------------------------------------------------------------------ content
     def set_content(self, image: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
-                    gt: np.ndarray | None, edit: np.ndarray | None) -> None:
+                    gt: np.ndarray | None, edit: np.ndarray | None, stem: str | None = None) -> None:
+        """Show an image; the undo history is kept (it spans images: clear it with the round)."""
         same_size = self.image is not None and self.image.shape == image.shape
         self.image, self.labels, self.confidence, self.gt = image, labels, confidence, gt
+        self.stem = stem
         self.edit = edit.copy() if edit is not None else np.full(labels.shape, EDIT_NONE, np.uint8)
-        self.history.clear()
         self.dirty = False
-        self.history_changed.emit(False, False)
+        self.history_changed.emit(self.history.can_undo, self.history.can_redo)
         self.image_item.setImage(image, autoLevels=False, levels=(0, 255))
         self.image_item2.setImage(image, autoLevels=False, levels=(0, 255))
         set_label_image(self.conf_item, confidence, self._conf_lut)
@@ -212,7 +215,7 @@ class LabelCanvas(QWidget):
     def begin_stroke(self, pos) -> None:
         if self.edit is None:
             return
-        self.history.push(self.edit)
+        self.history.push(self.edit, self.stem)
         self._last = None
         if self.tool == "fill":
             if (p := self._pixel(pos)) is not None:
@@ -262,18 +265,24 @@ class LabelCanvas(QWidget):
         self.history_changed.emit(self.history.can_undo, self.history.can_redo)
         self.edited.emit()
 
+    def clear_history(self) -> None:
+        self.history.clear()
+        self.history_changed.emit(False, False)
+
     def undo(self) -> bool:
-        return self._restore(self.history.undo(self.edit) if self.edit is not None else None)
+        """Undo the last step when it is the shown image's (ReviewView.undo handles the others)."""
+        return self._restore(self.history.undo(self.edit, self.stem) if self.edit is not None else None, True)
 
     def redo(self) -> bool:
-        return self._restore(self.history.redo(self.edit) if self.edit is not None else None)
+        return self._restore(self.history.redo(self.edit, self.stem) if self.edit is not None else None, False)
 
-    def _restore(self, state: np.ndarray | None) -> bool:
-        if state is None:
+    def _restore(self, step: Step | None, undone: bool) -> bool:
+        if step is None:
             return False
-        self.edit = state
+        self.edit = step.edit
         self.dirty = True
         self.redraw()
         self.history_changed.emit(self.history.can_undo, self.history.can_redo)
         self.edited.emit()
+        self.step_restored.emit(step.tag, undone)
         return True

@@ -3,8 +3,9 @@
 Selecting a region shows its image, outlines the region and zooms to it. Keys (while the queue
 has the focus): a digit assigns class 0..9 (Shift+digit: 10..18; the class box picks any), V or
 Return accepts the pseudo-label as verified, I marks the region ignore; the next region follows.
-A region action changes the canvas's edit map through its undo history (Ctrl+Z undoes it) and
-is saved with the image's edit, so it reaches the next round and the distillation at full
+A region action changes the canvas's edit map through the review's undo history (Ctrl+Z undoes
+it, also after the queue has moved on to another image, which is shown again) and is saved with
+the image's edit, so it reaches the next round and the distillation at full
 weight (murid_engine.regions.actions). The queue is read off the GUI thread, memory-mapped,
 and shown through a lazy model: a 3,000-image round's ~1.5 M rows cost nothing to list.
 """
@@ -12,6 +13,7 @@ and shown through a lazy model: a 3,000-image round's ~1.5 M rows cost nothing t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,6 +42,15 @@ from .class_legend import swatch
 from .column_model import ColumnTableModel, fit_columns
 
 COLUMNS = ("image", "region", "score", "pixels", "done")
+
+
+@dataclass(frozen=True)
+class RegionStep:
+    """The tag of a region action in the review's undo history."""
+    round: int | None
+    row: int  # the queue row acted on
+    label: str  # what the row shows as done
+    before: str | None  # what it showed before (None: not done)
 
 
 class QueueModel(ColumnTableModel):
@@ -81,8 +92,12 @@ class QueueModel(ColumnTableModel):
             return int(row["pixels"])
         return self.done.get(index.row(), "")
 
-    def mark(self, row: int, text: str) -> None:
-        self.done[row] = text
+    def mark(self, row: int, text: str | None) -> None:
+        """Show what was done to a region (None: nothing, as after an undo)."""
+        if text is None:
+            self.done.pop(row, None)
+        else:
+            self.done[row] = text
         i = self.index(row, len(COLUMNS) - 1)
         self.dataChanged.emit(i, i)
 
@@ -146,6 +161,7 @@ class RegionQueue(QWidget):
         self.loaded.connect(self._on_loaded)
         self.review.image_shown.connect(self._on_image_shown)
         self.review.canvas.edited.connect(self.refresh_counts)  # brush strokes, undo and redo too
+        self.review.canvas.step_restored.connect(self._on_step_restored)
         self._keys()
 
     def _keys(self) -> None:
@@ -267,18 +283,27 @@ class RegionQueue(QWidget):
         if self.review.stem != stem:
             return False
         mask = self.region_map(stem) == region
-        canvas.history.push(canvas.edit)
+        label = CLASS_NAMES[class_id] if action is Action.ASSIGN else action.value
+        canvas.history.push(canvas.edit, stem, tag=RegionStep(self.round, row, label, self.model.done.get(row)))
         canvas.edit = apply_action(canvas.edit, mask, action, class_id=class_id, pred=self.review.pred)
         canvas.dirty = True
         canvas.redraw()
         canvas.end_stroke()  # history buttons and the image list's edited count follow
         self.verified[stem] = verified_pixels(canvas.edit, len(CLASS_NAMES))
-        label = CLASS_NAMES[class_id] if action is Action.ASSIGN else action.value
         self.model.mark(row, label)
         self._update_summary()
         if row + 1 < self.model.rowCount():
             self.select(row + 1)
         return True
+
+    def _on_step_restored(self, tag, undone: bool) -> None:
+        """A region action undone (its region shown again, unmarked) or redone (marked again)."""
+        if not isinstance(tag, RegionStep) or tag.round != self.round or self.regions is None:
+            return
+        self.model.mark(tag.row, tag.before if undone else tag.label)
+        self._update_summary()
+        if undone:
+            self.select(tag.row)
 
     def refresh_counts(self) -> None:
         """After undo/redo: the current image's verified pixels from the canvas."""

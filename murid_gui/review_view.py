@@ -61,6 +61,7 @@ class ReviewView(QWidget):
         self._images: TargetImages | None = None
         self._holder: LockHolder | None = None  # another process writing into the project
         self._loading_stem: str | None = None  # the image asked of the reader, not shown yet
+        self._pending_step: tuple[str, str] | None = None  # (undo or redo, stem) awaiting that image
 
         self.round_box = QComboBox()
         self.round_box.currentIndexChanged.connect(self._on_round)
@@ -102,6 +103,9 @@ class ReviewView(QWidget):
             self.tool_buttons[tool] = b
         self.tool_buttons["pan"].setChecked(True)
         self.paint_class = QComboBox()
+        # It shares its row with the radius and the view mode: let it shrink (the list stays wide)
+        self.paint_class.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.paint_class.setMinimumContentsLength(8)
         for c, name in enumerate(CLASS_NAMES):
             self.paint_class.addItem(swatch(c), name, c)
         self.paint_class.addItem(swatch(255), "ignore (no loss)", EDIT_IGNORE)
@@ -113,13 +117,12 @@ class ReviewView(QWidget):
         self.brush_size.setPrefix("radius ")
         self.brush_size.valueChanged.connect(lambda v: setattr(self.canvas, "brush_radius", v))
         self.undo_button, self.redo_button = QPushButton("Undo"), QPushButton("Redo")
-        self.undo_button.clicked.connect(lambda _=False: self.canvas.undo())
-        self.redo_button.clicked.connect(lambda _=False: self.canvas.redo())
+        self.undo_button.clicked.connect(lambda _=False: self.undo())
+        self.redo_button.clicked.connect(lambda _=False: self.redo())
         self.canvas.history_changed.connect(self._on_history)
         self._on_history(False, False)
         for w in (self.undo_button, self.redo_button):
             tools.addWidget(w)
-        tools.addStretch(1)
 
         self.mode = QComboBox()
         self.mode.addItems(MODES)
@@ -127,14 +130,17 @@ class ReviewView(QWidget):
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(int(self.canvas.opacity * 100))
+        self.opacity.setMinimumWidth(60)  # on the tools row, which has room at 1280×800
+        self.opacity.setToolTip("opacity of the labels over the image")
         self.opacity.valueChanged.connect(lambda v: self.canvas.set_opacity(v / 100))
+        tools.addSpacing(8)
+        tools.addWidget(QLabel("Opacity"))
+        tools.addWidget(self.opacity, 1)
         looks = QHBoxLayout()
-        looks.addWidget(self.paint_class)
+        looks.addWidget(self.paint_class, 1)
         looks.addWidget(self.brush_size)
         looks.addWidget(QLabel("Show"))
         looks.addWidget(self.mode)
-        looks.addWidget(QLabel("Opacity"))
-        looks.addWidget(self.opacity, 1)
         self.image_caption = QLabel("")
         self.image_caption.setMinimumWidth(50)
         self.image_problem: str | None = None
@@ -180,8 +186,8 @@ class ReviewView(QWidget):
             return out
 
         bindings = [(keys(SHORTCUTS[t]), lambda _=False, t=t: self.set_tool(t)) for t in SHORTCUTS]
-        bindings += [(keys(QKeySequence.Undo), lambda _=False: self.canvas.undo()),
-                     (keys(QKeySequence.Redo, "Ctrl+Y", "Ctrl+Shift+Z"), lambda _=False: self.canvas.redo()),
+        bindings += [(keys(QKeySequence.Undo), lambda _=False: self.undo()),
+                     (keys(QKeySequence.Redo, "Ctrl+Y", "Ctrl+Shift+Z"), lambda _=False: self.redo()),
                      (keys(QKeySequence.Save), lambda _=False: self.save_current()),
                      (keys("]"), lambda _=False: self.brush_size.setValue(self.brush_size.value() + 1)),
                      (keys("["), lambda _=False: self.brush_size.setValue(self.brush_size.value() - 1))]
@@ -247,6 +253,8 @@ class ReviewView(QWidget):
 
     def _clear_round(self) -> None:
         self.save_edit()
+        self.canvas.clear_history()  # its steps are this round's images'
+        self._pending_step = None
         self.stem = self.pred = self.level = None
         self._loading_stem = None
         self.reader.cancel("review-image")
@@ -308,12 +316,36 @@ class ReviewView(QWidget):
         self.stem, self.pred, self.level = view.stem, view.pred, view.level
         self.image_problem = view.problem
         labels = rethreshold(self.pred, self.level, self.thresholds.thresholds())
-        self.canvas.set_content(view.image, labels, self.level, view.gt, view.edit)
+        self.canvas.set_content(view.image, labels, self.level, view.gt, view.edit, view.stem)
         stats = self.info.images.get(view.stem)
         self.image_caption.setText(f"{view.stem} · mean conf. {stats.mean_confidence if stats else 0:.2f}"
                                    + ("" if view.gt is not None else " · no ground truth")
                                    + (f" · {view.problem}" if view.problem else ""))
         self.image_shown.emit(view.stem, view.region_map)
+        pending, self._pending_step = self._pending_step, None
+        if pending is not None and pending[1] == view.stem:
+            self._step(pending[0])
+
+    # ------------------------------------------------------------------ undo / redo
+    def undo(self) -> None:
+        self._step("undo")
+
+    def redo(self) -> None:
+        self._step("redo")
+
+    def _step(self, which: str) -> None:
+        """Undo or redo the session's last step; one made on another image shows that image
+        first (a region action moves the queue on, often to another image)."""
+        history = self.canvas.history
+        stem = history.undo_stem if which == "undo" else history.redo_stem
+        if stem is None or self.read_only:
+            return
+        if stem == self.stem and self.pred is not None:
+            getattr(self.canvas, which)()
+            return
+        self._pending_step = (which, stem)  # done when the image arrives from the reader
+        self.images.select(stem)
+        self.show_image(stem)
 
     def _on_thresholds(self, thresholds: np.ndarray) -> None:
         """Live preview: the current image re-thresholded (two table look-ups, milliseconds)."""

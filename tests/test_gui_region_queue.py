@@ -97,6 +97,37 @@ def test_keys_assign_accept_ignore_and_the_next_region_follows(window, qtbot):
     np.testing.assert_array_equal(maps[mask1], review.pred[mask1])
 
 
+def test_undo_reaches_a_region_action_after_the_queue_moved_to_another_image(window, qtbot):
+    review, q = _queue(window, qtbot)
+    k = next(i for i in range(len(q.regions.queue) - 1) if q.regions.entry(i)[0] != q.regions.entry(i + 1)[0])
+    stem, region = q.regions.entry(k)
+    other = q.regions.entry(k + 1)[0]
+    q.table.setFocus()
+    q.select(k)
+    wait_for_image(qtbot, review, stem)
+    mask = q.region_map(stem) == region
+    before = review.canvas.edit.copy()
+    qtbot.keyClick(q.table, Qt.Key_3)  # wall; the queue moves on to a region of another image
+    wait_for_image(qtbot, review, other)
+    assert review.undo_button.isEnabled()
+    qtbot.keyClick(q.table, Qt.Key_Z, Qt.ControlModifier)
+    wait_for_image(qtbot, review, stem)  # the undone action's image is shown again ...
+    qtbot.waitUntil(lambda: q.model.data(q.model.index(k, 4)) == "", timeout=10000)
+    np.testing.assert_array_equal(review.canvas.edit, before)  # ... without the action
+    assert q.current_row() == k and "0 pixels corrected or verified" in q.summary.text()
+    assert review.redo_button.isEnabled()
+    review.redo()
+    assert (review.canvas.edit[mask] == 3).all() and q.model.data(q.model.index(k, 4)) == "wall"
+    review.save_current()
+    assert (Project.open(review.project.root).load_edit(stem)[mask] == 3).all()
+    # a stroke on another image and back: the history spans the images of the round
+    review.show_image(other)
+    wait_for_image(qtbot, review, other)
+    review.undo()  # the redone action is again the last step: its image comes back
+    wait_for_image(qtbot, review, stem)
+    qtbot.waitUntil(lambda: (review.canvas.edit[mask] == before[mask]).all(), timeout=10000)
+
+
 def test_shift_digit_assigns_classes_above_nine(window, qtbot):
     review, q = _queue(window, qtbot)
     window.activateWindow()
