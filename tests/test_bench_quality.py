@@ -17,12 +17,12 @@ def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
     out = tmp_path / "quality.json"
     with one_thread():
         result = murid("bench", "quality", "--data", data, "--workdir", tmp_path / "runs", "--preset", "smoke",
-                       "--runs", "full,no-distill,no-mr,no-curriculum,oracle", "--oracle-iterations", "3",
+                       "--runs", "full,no-distill,kd,no-mr,no-curriculum,oracle", "--oracle-iterations", "3",
                        "--threads", "1", "--json", out)
     assert result.code == 0, result.err
     report = json.loads(out.read_text())
     runs = {r["run"]: r for r in report["runs"]}
-    assert list(runs) == ["full", "no-distill", "no-mr", "no-curriculum", "oracle"]
+    assert list(runs) == ["full", "no-distill", "kd", "no-mr", "no-curriculum", "oracle"]
     stages = [(e["stage"], e["round"]) for e in runs["full"]["evaluations"]]
     assert stages == [("warmup", None), ("adapt", None), ("curriculum", 1), ("curriculum", 2), ("distill", None)]
     assert [e["stage"] for e in runs["no-curriculum"]["evaluations"]] == ["warmup", "adapt", "distill"]
@@ -33,13 +33,15 @@ def test_quality_bench_runs_each_ablation_and_reports_each_stage(tmp_path):
             assert e["miou"] == pytest.approx(sum(present) / len(present), abs=1e-12)
         assert f"| {run['run']} | **{100 * run['final_miou']:.1f}** ± 0.0 | {100 * run['final_miou']:.1f} |" in result.out
 
-    configs = {name: Project.open(tmp_path / "runs" / "seed-0" / name).config for name in ("full", "no-distill", "no-mr")}
+    configs = {name: Project.open(tmp_path / "runs" / "seed-0" / name).config
+               for name in ("full", "no-distill", "kd", "no-mr")}
     assert configs["full"].mr.enabled and not configs["no-mr"].mr.enabled
     assert configs["full"].distill.from_teacher and not configs["no-distill"].distill.from_teacher
+    assert configs["kd"].distill.from_teacher
     # the no-distill student learns from the full run's teacher, not from a teacher of its own
     teachers = [load_checkpoint(tmp_path / "runs" / "seed-0" / n / "checkpoints" / "teacher.pt").models["teacher"]
-                for n in ("full", "no-distill")]
-    assert all(torch.equal(teachers[0][k], teachers[1][k]) for k in teachers[0])
+                for n in ("full", "no-distill", "kd")]
+    assert all(torch.equal(teachers[0][k], t[k]) for t in teachers[1:] for k in teachers[0])
     assert [e["model"] for e in runs["no-distill"]["evaluations"]] == ["student"]
 
     # The figures are the scores of the models the runs saved: evaluating them again gives the same.

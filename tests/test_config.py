@@ -261,11 +261,11 @@ def test_validate_accepts_a_stage_subsequence():
      {"mr.enabled", "curriculum.enabled", "distill.from_teacher"}),
 ])
 def test_ablate_flips_exactly_the_right_flags(flags, changed):
-    base = load_preset("cpu-demo")
+    base = apply_overrides(load_preset("cpu-demo"), ["distill.from_teacher=true"])  # cpu-demo: false
     cfg = base.ablate(**flags)
     assert _diff(base, cfg) == changed
     assert cfg.stages == base.stages and cfg.distill.enabled
-    assert base == load_preset("cpu-demo")
+    assert base == apply_overrides(load_preset("cpu-demo"), ["distill.from_teacher=true"])
     cfg.validate()
 
 

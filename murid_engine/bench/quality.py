@@ -15,6 +15,8 @@ dacs           DACS (Tranheden et al., WACV 2021) self-training from `mixstyle`,
                iterations as MURID's curriculum, or `--dacs-iterations` (to match wall times);
 full, no-mr, no-curriculum   MURID's pipeline and its ablations;
 no-distill     the full run's teacher with a student trained on pseudo-labels alone;
+kd             the full run's teacher with a student distilled from it (KL and feature hints
+               besides the pseudo-labels: `distill.from_teacher` true, whatever the preset says);
 oracle         the warm-up stage on the target's own labels: the upper bound.
 
 `--seeds 0,1,2` runs every run at each seed and reports mean, standard deviation and the single
@@ -45,13 +47,14 @@ from murid_engine.project import Project
 from murid_engine.records import EvaluationRecord, evaluations
 from murid_engine.run_config import RunConfig
 
-RUNS = ("source-only", "adabn", "mixstyle", "dacs", "full", "no-mr", "no-curriculum", "no-distill", "oracle")
+RUNS = ("source-only", "adabn", "mixstyle", "dacs", "full", "no-mr", "no-curriculum", "no-distill", "kd",
+        "oracle")
 DEFAULT_RUNS = RUNS
 ABLATIONS = {"full": {}, "no-mr": {"no_mr": True}, "no-curriculum": {"no_curriculum": True}}
 PLACEMENTS = ("alone", "shared")
 # Runs whose results another run reuses come first: source-only is the full run's warm-up, adabn
-# re-estimates that network, no-distill copies the full teacher, mixstyle is dacs's first stage.
-EXECUTION_ORDER = ("full", "no-distill", "no-mr", "no-curriculum", "source-only", "adabn", "dacs",
+# re-estimates that network, no-distill and kd copy the full teacher, mixstyle is dacs's first stage.
+EXECUTION_ORDER = ("full", "no-distill", "kd", "no-mr", "no-curriculum", "source-only", "adabn", "dacs",
                    "mixstyle", "oracle")
 
 
@@ -182,22 +185,31 @@ class QualityBench:
         return self._pipeline("no-curriculum", seed)
 
     def _no_distill(self, seed, done) -> RunResult:
-        """The student of the full run's teacher, trained on pseudo-labels alone (--no-distill).
+        return self._student_of_full("no-distill", seed, from_teacher=False)
+
+    def _kd(self, seed, done) -> RunResult:
+        return self._student_of_full("kd", seed, from_teacher=True)
+
+    def _student_of_full(self, run: str, seed: int, from_teacher: bool) -> RunResult:
+        """Another student of the full run's teacher: on pseudo-labels alone (--no-distill) or
+        distilled from the teacher (kd).
 
         The teacher is the same as the full run's (its folder is copied without the student), so
-        the difference between the two students is distillation's contribution alone.
+        the difference between the students is distillation's contribution alone.
         """
         from murid_engine.distill import StudentTrainer
 
-        full, root = self.root(seed, "full"), _fresh(self.root(seed, "no-distill"))
+        full, root = self.root(seed, "full"), _fresh(self.root(seed, run))
         if not (full / "checkpoints" / "teacher.pt").is_file():
-            raise UserError("the no-distill run needs the full run first (--runs full,no-distill)")
+            raise UserError(f"the {run} run needs the full run first (--runs full,{run})")
         shutil.copytree(full, root, ignore=shutil.ignore_patterns("student.pt", "latest_student.pt"))
         project = Project.open(root)
-        project.save_config(project.config.ablate(no_distill=True).validate())
+        config = project.config
+        config.distill.from_teacher = from_teacher
+        project.save_config(config.validate())
         StudentTrainer(project, self.sink).run()
         records = [r for r in evaluations(project.read_metrics()) if r.stage == "distill"]
-        return RunResult("no-distill", seed, 0.0, _rows(records))  # the student alone
+        return RunResult(run, seed, 0.0, _rows(records))  # the student alone
 
     # ------------------------------------------------------------------ references and baselines
     def _source_only(self, seed, done) -> RunResult:

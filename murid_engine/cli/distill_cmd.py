@@ -25,14 +25,17 @@ CHANGEABLE = ("distill.", "student_model.")  # settings that may change once the
 
 def register(sub) -> None:
     p = sub.add_parser("distill", help="distil the fast single-branch student from a trained teacher",
-                       description="Train the project's student (no MR, no source partner) on target "
-                                   "images against its trained teacher: KL to the teacher's "
-                                   "predictions, feature hints at the MR points, cross-entropy on "
-                                   "source labels and on the confident pseudo-labels.")
+                       description="Train the project's student (no MR, no source partner) from its "
+                                   "trained teacher: cross-entropy on source labels and on the "
+                                   "teacher's confident pseudo-labels, and with distill.from_teacher "
+                                   "true also KL to the teacher's predictions and feature hints at the "
+                                   "MR points (the cpu-demo and paper presets set it false: that "
+                                   "student measured better; docs/BENCHMARKS.md).")
     p.add_argument("--project", type=Path, required=True, metavar="DIR", help="a project with a trained teacher")
     p.add_argument("--resume", action="store_true", help="continue a stopped distillation")
     p.add_argument("--no-distill", action="store_true",
-                   help="ablation: the student learns from source labels and pseudo-labels only")
+                   help="the student learns from source labels and pseudo-labels only "
+                        "(distill.from_teacher=false; the cpu-demo and paper presets already do)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change a distill.* or student_model.* setting, e.g. --set distill.iterations=500")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")

@@ -52,7 +52,8 @@ def register(sub) -> None:
     p.add_argument("--no-mr", action="store_true", help="ablation: no Mutual Refinement")
     p.add_argument("--no-curriculum", action="store_true", help="ablation: no self-training rounds")
     p.add_argument("--no-distill", action="store_true",
-                   help="ablation: the student learns from pseudo-labels only")
+                   help="the student learns from pseudo-labels only (distill.from_teacher=false; "
+                        "the cpu-demo and paper presets already do)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(run=run)
 
