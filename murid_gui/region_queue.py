@@ -284,7 +284,8 @@ class RegionQueue(QWidget):
             return False
         mask = self.region_map(stem) == region
         label = CLASS_NAMES[class_id] if action is Action.ASSIGN else action.value
-        canvas.history.push(canvas.edit, stem, tag=RegionStep(self.round, row, label, self.model.done.get(row)))
+        step = RegionStep(self.round, row, label, before=self.model.done.get(row))
+        canvas.history.push(canvas.edit, stem, tag=step)
         canvas.edit = apply_action(canvas.edit, mask, action, class_id=class_id, pred=self.review.pred)
         canvas.dirty = True
         canvas.redraw()

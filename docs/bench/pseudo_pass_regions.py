@@ -29,13 +29,15 @@ with_regions = rl.round_region_stream
 times = {"with regions": [], "without regions": []}
 for i in range(repeats):
     for name in times:
-        rl.round_region_stream = with_regions if name == "with regions" else (lambda folder, stream, *a, **k: stream)
+        identity = lambda folder, stream, *a, **k: stream  # noqa: E731 - the pass without regions
+        rl.round_region_stream = with_regions if name == "with regions" else identity
         shutil.rmtree(project.round_dir(1), ignore_errors=True)
         t0 = time.perf_counter()
         rl.label_round(project, 1, 0.5, teacher, torch.device("cpu"), target=target)
         times[name].append(time.perf_counter() - t0)
         print(name, f"{times[name][-1]:.2f} s", flush=True)
 img = target.read_image(0)
-print(json.dumps({"images": len(target), "size": [img.shape[1], img.shape[0]], "threads": torch.get_num_threads(),
+print(json.dumps({"images": len(target), "size": [img.shape[1], img.shape[0]],
+                  "threads": torch.get_num_threads(),
                   **{k: {"median_s": statistics.median(v), "runs_s": v} for k, v in times.items()}}, indent=1))
 shutil.rmtree(work)

@@ -133,7 +133,8 @@ class MuridTeacher(nn.Module):
         if unknown:
             raise ValueError(f"unknown correspondence direction(s) {sorted(unknown)}")
         backbone = self.net.backbone
-        xs, xt = self._both(backbone.stem, backbone.bn1, self.net.normalize(source), self.net.normalize(target))
+        xs, xt = self._both(backbone.stem, backbone.bn1,
+                            self.net.normalize(source), self.net.normalize(target))
         feats_s: dict[int, torch.Tensor] = {}
         feats_t: dict[int, torch.Tensor] = {}
         matches: dict[int, dict[str, torch.Tensor]] = {}
@@ -199,7 +200,8 @@ class MuridTeacher(nn.Module):
         ``source_images``: an N×3×H×W tensor in [0, 1] (split into ``batch_size`` chunks) or an
         iterable of such batches (e.g. from a loader). Each chunk is normalised with its own
         batch statistics, as the source stream is in training (with ``mr.norm`` 'shared': with
-        the running statistics, as the target is); running statistics are not touched. The source side is not refined (its refinement needs a target partner), so
+        the running statistics, as the target is); running statistics are not touched. The
+        source side is not refined (its refinement needs a target partner), so
         deeper points see unrefined source features. Returns point -> K×C×t×t float32 tensors
         on the model's device: plain tensors, storable in a checkpoint.
         """
@@ -213,8 +215,7 @@ class MuridTeacher(nn.Module):
         parts: dict[int, list[torch.Tensor]] = {p: [] for p in self.points}
         count = 0
         device = self.net.mean.device
-        stats = running_stats(self.net) if self.shared_norm else own_batch_stats(self.net, update_running=False)
-        with stats:
+        with running_stats(self.net) if self.shared_norm else own_batch_stats(self.net, update_running=False):
             for batch in source_images:
                 if count >= limit or not self.points:
                     break
