@@ -156,6 +156,9 @@ def _corrupt(path: Path, why: str) -> UserError:
         advice = f"--resume continues from the previous one, {prev}"
     elif path.name.startswith(ROLLING_PREFIX) and PREVIOUS not in path.stem and prev.is_file():
         advice = f"the previous one is kept: move {prev.name} over {path.name} to resume from it"
+    elif path.name.startswith(ROLLING_PREFIX) and PREVIOUS not in path.stem:
+        advice = ("there is no earlier resume point: delete it, and --resume restarts the training "
+                  "it belonged to (teacher or student) from its beginning")
     else:
         advice = "delete it and train again (in a new project folder if it is the project's only checkpoint)"
     return UserError(f"checkpoint {path} is corrupt or truncated ({why}); {advice}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -157,6 +158,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if exc.filename is None or exc.filename == tmp:
             exc.filename = str(path)
         exc.murid_bytes = len(data)  # type: ignore[attr-defined]
+        try:  # now, before a caller's clean-up frees space and the message would contradict itself
+            exc.murid_free = shutil.disk_usage(path.parent).free  # type: ignore[attr-defined]
+        except OSError:
+            pass
         raise
     except BaseException:
         if tmp is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def test_a_damaged_latest_falls_back_to_the_previous_checkpoint(tmp_path: Path) 
     assert [r["iteration"] for r in project.read_metrics()] == [10]
 
     prev.unlink()  # nothing to fall back to: the advice names no file that does not exist
-    with pytest.raises(UserError, match="corrupt or truncated .*delete it and train again") as err:
+    with pytest.raises(UserError, match="corrupt or truncated .*no earlier resume point: delete it") as err:
         project.resume_checkpoint()
     assert "prev" not in str(err.value)
 
@@ -212,6 +213,28 @@ def test_a_full_disk_is_one_sentence_naming_the_file_and_leaves_nothing_half_wri
     assert f"cannot write {project.project_file}: the disk is full" in line
     assert project.project_file.read_bytes() == before
     assert not list(project.root.rglob("*.tmp"))
+
+
+def test_the_free_space_said_is_the_one_at_the_failed_write(tmp_path: Path, monkeypatch) -> None:
+    # synth removes what it wrote when a write fails; the sentence must not quote the space that
+    # clean-up gave back ("40 KiB needed, 12 MiB free"), and only train and distill say --resume.
+    _disk_full(monkeypatch)
+    cleaned_up = []
+    monkeypatch.setattr(imageio.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(
+        10**9, 0, 10**9 if cleaned_up else 1000))
+    target = tmp_path / "p" / "project.json"
+
+    def write_then_clean_up(args) -> None:
+        try:
+            imageio.atomic_write_bytes(target, b"{}" * 2000)
+        except OSError:
+            cleaned_up.append(True)  # what synth does: its earlier files removed, space given back
+            raise
+
+    monkeypatch.setattr(evaluate_cmd, "_run_project", write_then_clean_up)
+    line = murid("evaluate", "--project", tmp_path).error_line()
+    assert line.endswith("the disk is full (3.9 KiB needed, 1000 bytes free); free some space and run "
+                         "the command again"), line
 
 
 @pytest.mark.parametrize("code, said", [(errno.EROFS, "the file system is read-only"),

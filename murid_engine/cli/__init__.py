@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"murid {args.command}: interrupted", file=sys.stderr)
         return stop_exit_code(130)
     except OSError as exc:
-        message = write_error_message(exc)
+        message = write_error_message(exc, resumable=args.command in RESUMABLE_COMMANDS)
         if message is None:
             raise
         print(f"murid {args.command}: error: {message}", file=sys.stderr)
@@ -71,9 +71,14 @@ WRITE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota 
                 errno.EPERM: "permission denied"}
 
 
-def write_error_message(exc: OSError) -> str | None:
-    """One sentence for a write the machine refused, naming the path and the free space; None
-    for other OSErrors (a program error, whose traceback is wanted)."""
+RESUMABLE_COMMANDS = ("train", "distill")  # the ones a --resume continues
+
+
+def write_error_message(exc: OSError, resumable: bool = False) -> str | None:
+    """One sentence for a write the machine refused, naming the path and the free space (at the
+    failed write, when the writer measured it); None for other OSErrors (a program error, whose
+    traceback is wanted). `resumable`: the command continues with --resume, and the sentence
+    says so."""
     what = WRITE_ERRORS.get(exc.errno)
     if what is None:
         return None
@@ -81,7 +86,9 @@ def write_error_message(exc: OSError) -> str | None:
     where = f"cannot write {path}: {what}" if path else f"cannot write: {what}"
     needed = getattr(exc, "murid_bytes", None)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = _free_bytes(Path(path)) if path else None
+        free = getattr(exc, "murid_free", None)
+        if free is None and path:
+            free = _free_bytes(Path(path))
         parts = []
         if needed:
             parts.append(f"{_size(needed)} needed")
@@ -89,7 +96,7 @@ def write_error_message(exc: OSError) -> str | None:
             parts.append(f"{_size(free)} free")
         if parts:
             where += f" ({', '.join(parts)})"
-        where += "; free some space and run the command again (with --resume for a training run)"
+        where += "; free some space and run the command again" + (" with --resume" if resumable else "")
     return where
 
 
