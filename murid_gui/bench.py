@@ -25,7 +25,8 @@ BIG = (1024, 2048)  # rows, columns: a Cityscapes-sized pseudo-label
 
 
 class StallMonitor:
-    """Records how late each tick of a fast timer on the GUI thread fires."""
+    """Records how late each tick of a fast timer on the GUI thread fires, and for the worst
+    ticks where the other threads were when the GUI thread got to run again (`worst`)."""
 
     def __init__(self) -> None:
         from PySide6.QtCore import Qt, QTimer
@@ -35,25 +36,66 @@ class StallMonitor:
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self._tick)
         self.stalls: list[float] = []
+        self.worst: list[dict[str, Any]] = []  # the WORST_KEPT longest stalls, longest first
         self._last: float | None = None
+        self._last_cpu = 0.0
+        self._t0 = 0.0
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if self._last is not None:
-            self.stalls.append(max(0.0, (now - self._last) * 1000 - TICK_MS))
-        self._last = now
+            stall = max(0.0, (now - self._last) * 1000 - TICK_MS)
+            self.stalls.append(stall)
+            if stall >= WORST_FROM_MS and (len(self.worst) < WORST_KEPT or stall > self.worst[-1]["stall_ms"]):
+                self._keep(stall, now, (cpu - self._last_cpu) * 1000)
+        self._last, self._last_cpu = now, cpu
+
+    def _keep(self, stall: float, now: float, gui_cpu_ms: float) -> None:
+        # gui_cpu_ms: the GUI thread's own CPU time since the last tick; the rest of the stall
+        # it waited (for a core, or for the GIL).
+        self.worst.append({"stall_ms": round(stall, 2), "at_s": round(now - self._t0, 3),
+                           "gui_cpu_ms": round(gui_cpu_ms, 2), "threads": _other_threads_at()})
+        self.worst.sort(key=lambda w: -w["stall_ms"])
+        del self.worst[WORST_KEPT:]
 
     def start(self) -> None:
         self._last = None
+        self._t0 = time.perf_counter()
         self.timer.start()
 
     def stop(self) -> None:
         self.timer.stop()
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         a = np.asarray(self.stalls or [0.0])
         return {"max_stall_ms": round(float(a.max()), 2), "p99_stall_ms": round(float(np.percentile(a, 99)), 2),
-                "ticks": int(a.size)}
+                "ticks": int(a.size), "worst": self.worst}
+
+
+WORST_FROM_MS = 20.0  # stalls this long get a note of where the other threads were
+WORST_KEPT = 5
+
+
+def _other_threads_at() -> dict[str, str]:
+    """Each other Python thread's innermost frame in this project's code, as file:line function
+    (then the frame it was in, if that is elsewhere): where it was when the GUI thread resumed."""
+    import sys
+    import threading
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    me = threading.get_ident()
+    where = {}
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        innermost = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
+        own = frame
+        while own is not None and "murid_" not in own.f_code.co_filename:
+            own = own.f_back
+        if own is not None and own is not frame:
+            innermost += f" < {Path(own.f_code.co_filename).name}:{own.f_lineno} {own.f_code.co_name}"
+        where[names.get(ident, str(ident))] = innermost
+    return where
 
 
 def _wait(app, condition, timeout_s: float) -> None:
