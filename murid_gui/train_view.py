@@ -38,6 +38,9 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m:02d}:{s:02d}"
 
 
+RUNNING_NOTE = "Training. Pause holds it where it is; Stop saves a checkpoint and ends the run."
+
+
 @dataclass
 class TrainHistory:
     """What the Train view shows of a project before (or without) a live run; read off the GUI thread."""
@@ -206,8 +209,12 @@ class TrainView(QWidget):
         self._update_start()
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
-        if not running:
+        if running:  # the state's words ("Continue training …") would read as stale meanwhile
+            self.next_label.setText(RUNNING_NOTE)
+        else:
             self.set_paused(False)
+            if self.state is not None:
+                self.next_label.setText(self.state.next_steps())
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused

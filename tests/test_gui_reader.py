@@ -115,6 +115,30 @@ def test_a_new_plot_makes_its_curves_ahead_and_a_first_history_uses_them(qtbot):
     assert list(smooth.getData()[0]) == [1]
 
 
+def test_live_losses_are_drawn_at_most_every_redraw_interval_and_none_is_lost(qtbot):
+    from murid_gui.loss_plot import REDRAW_S, LossPlot
+
+    class Loss:
+        stage = "adapt"
+
+        def __init__(self, i: int) -> None:
+            self.iteration, self.values = i, {"total": 1.0 / i}
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    drawn = lambda: list(plot.curves["total"][1].getData()[0])  # noqa: E731
+    plot.add_batch([Loss(1)])  # the first batch is drawn at once
+    assert drawn() == [1]
+    plot.add_batch([Loss(2)])
+    plot.add_batch([Loss(3), Loss(4)])  # within REDRAW_S: waits, drawn together
+    assert drawn() == [1] and plot._redraw_timer.isActive()
+    qtbot.waitUntil(lambda: drawn() == [1, 2, 3, 4], timeout=int(4000 * REDRAW_S))
+    plot.clear()  # a redraw pending for a history that is gone draws nothing and raises nothing
+    plot.add_batch([Loss(5)])
+    qtbot.wait(int(1500 * REDRAW_S))
+    assert "total" in plot.series
+
+
 def test_the_plot_draws_arrays_made_off_the_gui_thread(qtbot, monkeypatch):
     from murid_gui.loss_plot import MAX_DRAWN, LossHistory, LossPlot, _Series
 

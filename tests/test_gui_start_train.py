@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 
 from murid_engine.jobs import Preview
 from murid_engine.project import Project
+from murid_gui.train_view import RUNNING_NOTE
 
 
 def test_new_project_open_and_recent(qtbot, tmp_path, tmp_path_factory):
@@ -74,9 +75,11 @@ def test_train_view_live_run(qtbot, tmp_path, tmp_path_factory):
     with qtbot.waitSignal(window.runner.finished, timeout=60000) as blocker:
         qtbot.mouseClick(view.start_button, Qt.LeftButton)
         assert not view.start_button.isEnabled() and view.stop_button.isEnabled()
+        assert view.next_label.text() == RUNNING_NOTE  # not the state's stale "Start training …"
     assert blocker.args == ["train", True], window.last_error
     qtbot.waitUntil(lambda: view.state.finished, timeout=30000)  # finished: nothing left to start
     assert view.start_button.text() == "✓ Training finished" and not view.start_button.isEnabled()
+    assert "finished" in view.next_label.text()
     assert not view.stop_button.isEnabled()
     assert view.stage_bar.value() == view.stage_bar.maximum()
     assert view.round_label.text() == "round 2/2"
