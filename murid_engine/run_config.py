@@ -105,6 +105,9 @@ class CurriculumConfig:
     classmix: bool = True  # paste half of a source image's classes onto target images (DACS)
     photometric: bool = True  # colour jitter and blur on training images (DACS)
     confidence_weighted: bool = True  # weight the pseudo-label loss by the confident fraction (DACS)
+    # Loss weight of the pixels the user labelled (edits, region actions) against a kept
+    # pseudo-label's 1: a review corrects a few percent of the pixels (round_labels.HUMAN).
+    edit_weight: float = 1.0
 
     @property
     def rounds(self) -> int:
@@ -119,6 +122,7 @@ class CurriculumConfig:
         _check(self.lr is None or _positive(self.lr), f"curriculum.lr must be positive or null, not {self.lr}")
         _check(0 < self.threshold_cap <= 1, f"curriculum.threshold_cap must be in (0, 1], not {self.threshold_cap}")
         _check(0 <= self.ema_decay < 1, f"curriculum.ema_decay must be in [0, 1), not {self.ema_decay}")
+        _check(_positive(self.edit_weight), f"curriculum.edit_weight must be positive, not {self.edit_weight}")
 
 
 @dataclass
@@ -135,6 +139,7 @@ class DistillConfig:
     feature_weight: float = 0.1  # weight of feature mimicking at the MR points through a 1x1 adapter
     source_ce_weight: float = 1.0  # weight of cross-entropy on source labels
     pseudo_ce_weight: float = 1.0  # weight of cross-entropy on the confident target pseudo-labels
+    edit_weight: float = 1.0  # in that cross-entropy, the user's pixels against a pseudo-label's 1
     # Where the KL counts: 'all' pixels, only those the round 'kept' (above their class
     # threshold, or edited), or every pixel 'weighted' by the teacher's confidence there
     kl_pixels: str = "all"
@@ -148,6 +153,7 @@ class DistillConfig:
                f"distill.kl_pixels must be one of {', '.join(KL_PIXELS)}, not '{self.kl_pixels}'")
         _check(self.lr is None or _positive(self.lr), f"distill.lr must be positive or null, not {self.lr}")
         _check(_positive(self.temperature), f"distill.temperature must be positive, not {self.temperature}")
+        _check(_positive(self.edit_weight), f"distill.edit_weight must be positive, not {self.edit_weight}")
         for name in ("kl_weight", "feature_weight", "source_ce_weight", "pseudo_ce_weight"):
             value = getattr(self, name)
             _check(_non_negative(value), f"distill.{name} must be 0 or more, not {value}")

@@ -128,6 +128,20 @@ def test_loss_parts_are_named_and_weighted():
     assert "feature" not in distill_losses(out, cfg, adapters)
 
 
+def test_the_users_pixels_are_their_class_in_pseudo_ce_and_weigh_edit_weight():
+    out = _outputs(from_teacher=False)
+    classes = out.pseudo_labels.clone()
+    out.pseudo_labels[0, 2:4] += 128  # rows 2-3: the user's labels (round_labels.HUMAN + class)
+    as_kept = distill_losses(out, DistillConfig(from_teacher=False), None)["pseudo_ce"]
+    valid = classes < 19
+    per = F.cross_entropy(out.target_logits, torch.where(valid, classes, 0), reduction="none")[0]
+    assert as_kept.item() == pytest.approx(per[valid[0]].mean().item(), rel=1e-5)  # weight 1: as kept
+    weighted = distill_losses(out, DistillConfig(from_teacher=False, edit_weight=4.0), None)["pseudo_ce"]
+    w = torch.ones(8, 8)
+    w[2:4] = 4.0
+    assert weighted.item() == pytest.approx((per * w)[valid[0]].sum().item() / valid.sum().item(), rel=1e-5)
+
+
 def test_a_weighted_kl_ignores_pixels_of_weight_zero_and_gives_the_teacher_no_gradient():
     g = torch.Generator().manual_seed(3)
     s = torch.randn(1, 5, 4, 4, generator=g, requires_grad=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 import pytest
 
 from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, PREDICTIONS_DIR
@@ -12,7 +13,7 @@ from murid_engine.imageio import read_index_png
 from murid_engine.project import Overrides, Project
 from murid_engine.regions import RegionConfig, RegionWriter, RoundRegions, score_regions
 from murid_engine.regions.actions import Action, apply_action, region_action
-from murid_engine.training.round_labels import FILL, NO_LOSS, training_maps
+from murid_engine.training.round_labels import FILL, HUMAN, NO_LOSS, split_human, training_maps
 from smoke_runs import copy_project, murid, shared_trained
 
 
@@ -116,15 +117,18 @@ def test_pseudo_writes_regions_and_an_accepted_region_is_trained_on_at_full_weig
     change = region_action(project, r, stem, region, "accept", regions=regions)
     assert change.pixels == int(mask.sum())
     after = training_maps(project, r, [stem])[0].numpy()
-    np.testing.assert_array_equal(after[mask], pred[mask])  # the class, never FILL / NO_LOSS
+    np.testing.assert_array_equal(after[mask], pred[mask] + HUMAN)  # the class, marked as the user's
     assert not np.isin(after[mask], [FILL, NO_LOSS]).any()
+    classes, human = split_human(torch.from_numpy(after))
+    assert human.numpy()[mask].all() and not human.numpy()[~mask].any()
+    np.testing.assert_array_equal(classes.numpy()[mask], pred[mask])
     np.testing.assert_array_equal(after[~mask], before[~mask])
 
     # Another region assigned a class, a third ignored.
     stem2, region2 = regions.entry(1)
     region_action(project, r, stem2, region2, "assign", class_id=11, regions=regions)
     m2 = regions.region_map(stem2) == region2
-    assert (training_maps(project, r, [stem2])[0].numpy()[m2] == 11).all()
+    assert (training_maps(project, r, [stem2])[0].numpy()[m2] == HUMAN + 11).all()
     stem3, region3 = regions.entry(2)
     region_action(project, r, stem3, region3, Action.IGNORE, regions=regions)
     m3 = regions.region_map(stem3) == region3

@@ -19,7 +19,7 @@ from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE
 from murid_engine.imageio import read_index_png
 from murid_engine.labels import CLASS_NAMES
 from murid_engine.project import Overrides, Project
-from murid_engine.training.round_labels import NO_LOSS, training_maps
+from murid_engine.training.round_labels import HUMAN, NO_LOSS, training_maps
 from smoke_runs import SUBPROCESS_ENV, copy_project, murid, shared_trained, synth_data
 
 ROAD = CLASS_NAMES.index("road")
@@ -188,7 +188,7 @@ def test_an_edit_wins_over_the_round_label(trained, tmp_path):
 
     maps = dict(zip([edited, untouched], training_maps(project, r, [edited, untouched])))
     got = maps[edited].numpy()
-    assert (got[2:10, 5:20] == painted_class).all()
+    assert (got[2:10, 5:20] == HUMAN + painted_class).all()  # the user's class, marked as theirs
     assert (got[20:30, 40:60] == NO_LOSS).all()
     rest = edit == EDIT_NONE
     assert np.array_equal(got[rest], labels[rest])  # unpainted pixels keep the round's label

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from murid_engine.labels import IGNORE
 from murid_engine.training.augment import classmix_masks, mix, photometric
 from murid_engine.training.ema import make_ema, update_ema
-from murid_engine.training.losses import entropy, weighted_ce
-from murid_engine.training.round_labels import FILL, NO_LOSS
+from murid_engine.training.losses import entropy, pixel_weighted_ce, segmentation_ce, weighted_ce
+from murid_engine.training.round_labels import FILL, HUMAN, NO_LOSS
 from murid_engine.training.steps import DACS_CONFIDENCE, Batch, online_labels
 
 
@@ -41,6 +41,37 @@ def test_online_labels_keep_the_round_fill_below_threshold_and_respect_no_loss()
     # the NO_LOSS row is not filled, so it does not count.
     assert weights[0, 2:].unique().tolist() == [pytest.approx(0.5)]
     assert DACS_CONFIDENCE == 0.968
+
+
+def test_the_users_pixels_are_their_class_and_weigh_edit_weight_with_or_without_dacs_weights():
+    stored = torch.full((1, 4, 8), FILL, dtype=torch.long)
+    stored[0, 0, :4] = 7  # kept by the round
+    stored[0, 0, 4:] = HUMAN + 5  # the user gave class 5
+    stored[0, 1, :] = NO_LOSS
+    batch = Batch(torch.rand(1, 3, 4, 8), torch.zeros(1, 4, 8, dtype=torch.long),
+                  torch.rand(1, 3, 4, 8), stored)
+    labels, weights = online_labels(FixedTeacher(), batch, edit_weight=10.0)
+    assert (labels[0, 0, :4] == 7).all() and (weights[0, 0, :4] == 1).all()
+    assert (labels[0, 0, 4:] == 5).all() and (weights[0, 0, 4:] == 10).all()
+    assert weights[0, 2:].unique().tolist() == [pytest.approx(0.5)]  # DACS's weight unchanged
+    labels, weights = online_labels(FixedTeacher(), batch, edit_weight=10.0, confidence_weighted=False)
+    assert (weights[0, 2:] == 1).all() and (weights[0, 0, 4:] == 10).all()
+    same, _ = online_labels(FixedTeacher(), batch)  # weight 1: the user's pixels as kept ones
+    assert torch.equal(same, labels)
+
+
+def test_pixel_weighted_ce_is_segmentation_ce_at_weight_one_and_counts_weights():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 19, 5, 6), torch.randint(0, 19, (2, 5, 6))
+    labels[0, 0] = IGNORE
+    ones = torch.ones(2, 5, 6)
+    assert torch.allclose(pixel_weighted_ce(logits, labels, ones), segmentation_ce(logits, labels))
+    w = ones.clone()
+    w[1] = 3.0
+    per = F.cross_entropy(logits, torch.where(labels == IGNORE, 0, labels), reduction="none")
+    valid = labels != IGNORE
+    assert torch.allclose(pixel_weighted_ce(logits, labels, w), (per * w)[valid].sum() / valid.sum())
+    assert pixel_weighted_ce(logits, torch.full_like(labels, IGNORE), w) == 0
 
 
 def test_classmix_pastes_half_of_the_source_classes():

@@ -8,7 +8,8 @@ feature   Hints (Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015):
           channel count and are pulled towards the teacher's *refined* features there (MSE).
 source_ce cross-entropy on the labelled source crop;
 pseudo_ce cross-entropy on the confident pseudo-labels of the latest curriculum round (pixels
-          below their class threshold, painted 'ignore' and padding are not trained on).
+          below their class threshold, painted 'ignore' and padding are not trained on); the
+          pixels the user labelled weigh `distill.edit_weight` (1: as a kept pseudo-label).
 
 Pixels a round map marks NO_LOSS (padding, painted 'ignore') get no term at all, the KL
 included. Where else the KL counts is `distill.kl_pixels`: 'all' (below-threshold pixels, 255,
@@ -28,8 +29,8 @@ import torch.nn.functional as F
 
 from murid_engine.labels import IGNORE
 from murid_engine.run_config import DistillConfig
-from murid_engine.training.losses import segmentation_ce
-from murid_engine.training.round_labels import NO_LOSS
+from murid_engine.training.losses import pixel_weighted_ce, segmentation_ce
+from murid_engine.training.round_labels import NO_LOSS, pixel_weights, split_human
 
 from .student import FeatureAdapters
 
@@ -119,6 +120,9 @@ def distill_losses(out: StudentOutputs, cfg: DistillConfig,
     if cfg.source_ce_weight > 0 and out.source_logits is not None:
         losses["source_ce"] = cfg.source_ce_weight * segmentation_ce(out.source_logits, out.source_labels)
     if cfg.pseudo_ce_weight > 0:
-        labels = torch.where(out.pseudo_labels == NO_LOSS, IGNORE, out.pseudo_labels)
-        losses["pseudo_ce"] = cfg.pseudo_ce_weight * segmentation_ce(out.target_logits, labels)
+        labels, human = split_human(out.pseudo_labels)
+        labels = torch.where(labels == NO_LOSS, IGNORE, labels)
+        ce = (segmentation_ce(out.target_logits, labels) if cfg.edit_weight == 1.0 else
+              pixel_weighted_ce(out.target_logits, labels, pixel_weights(human, cfg.edit_weight)))
+        losses["pseudo_ce"] = cfg.pseudo_ce_weight * ce
     return losses

@@ -15,6 +15,16 @@ def segmentation_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
 
 
+def pixel_weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """segmentation_ce with a weight per pixel: sum(w · ce) over labelled pixels / their count,
+    so all-ones weights give segmentation_ce exactly; 0 when no pixel is labelled."""
+    valid = labels != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    per_pixel = F.cross_entropy(logits.float(), torch.where(valid, labels, 0), reduction="none")
+    return (per_pixel * weights * valid).sum() / valid.sum()
+
+
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Per-pixel weighted cross-entropy, averaged over all pixels (DACS's pseudo-label loss).
 

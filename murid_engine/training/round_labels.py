@@ -3,11 +3,18 @@
 The pseudo-label pass writes a round folder (murid_engine.curriculum.rounds) from the teacher's
 predictions on every target-train image. For training, a round becomes one uint8 map per image:
 
-    0..C-1      the round kept this pixel (confidence >= its class threshold), or the user
-                painted this class: trained on with full weight;
+    0..C-1      the round kept this pixel (confidence >= its class threshold): trained on
+                with full weight;
+    HUMAN + c   the user gave this pixel class c (a painted edit, a region action): trained
+                on as c with `curriculum.edit_weight` (and `distill.edit_weight`), 1 = as kept;
     FILL (255)  below the round's threshold: labelled online by the EMA teacher (DACS), with
                 DACS's confidence weight;
     NO_LOSS     the user painted 'ignore', or padding: never trained on.
+
+The user's pixels are marked rather than merged into the kept ones because a few minutes of
+review correct ~2% of a round's pixels: averaged in with the rest they barely move the loss,
+while active domain adaptation (RIPU) trains on its labelled regions as a loss of their own.
+`split_human` turns a map back into class ids and the mask of the user's pixels.
 
 User edits and per-class threshold overrides therefore take precedence over the automatic
 labels (DESIGN.md §2): overrides change which pixels the round keeps, edits replace labels.
@@ -54,6 +61,18 @@ if TYPE_CHECKING:
 
 FILL = IGNORE  # below threshold: the EMA teacher fills these pixels in online
 NO_LOSS = 254  # painted 'ignore' or padding: no loss
+HUMAN = 128  # the user gave class c: stored as HUMAN + c (so at most NO_LOSS - HUMAN classes)
+
+
+def split_human(stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class ids, FILL and NO_LOSS as they were; the mask of the user's pixels) of training maps."""
+    human = (stored >= HUMAN) & (stored < NO_LOSS)
+    return torch.where(human, stored - HUMAN, stored), human
+
+
+def pixel_weights(human: torch.Tensor, edit_weight: float) -> torch.Tensor:
+    """Per-pixel loss weight: `edit_weight` on the user's pixels, 1 elsewhere (float)."""
+    return 1.0 + (edit_weight - 1.0) * human.float()
 
 
 def override_ids(overrides: Overrides) -> dict[int, float]:
@@ -214,7 +233,8 @@ def training_maps(project: Project, r: int, stems: list[str]) -> list[torch.Tens
                 raise UserError(f"the edit of '{stem}' is {edit.shape[1]}x{edit.shape[0]}, its "
                                 f"pseudo-label {labels.shape[1]}x{labels.shape[0]}")
             check_edit_values(edit, str(project.edit_path(stem)), project.config.model.num_classes)
-            labels = np.where(edit == EDIT_NONE, labels, edit).astype(np.uint8)
+            labels = np.where(edit == EDIT_NONE, labels, edit.astype(np.int16) + HUMAN)
             labels[edit == EDIT_IGNORE] = NO_LOSS
+            labels = labels.astype(np.uint8)
         maps.append(torch.from_numpy(np.ascontiguousarray(labels)))
     return maps

@@ -31,7 +31,7 @@ from .augment import classmix, photometric
 from .correspondence import correspondence_nll, token_class_distribution
 from .loader import Batch
 from .losses import entropy, segmentation_ce, weighted_ce
-from .round_labels import FILL, NO_LOSS
+from .round_labels import FILL, NO_LOSS, pixel_weights, split_human
 
 DACS_CONFIDENCE = 0.968  # DACS's confidence threshold for its pseudo-label weight
 
@@ -76,28 +76,29 @@ def adapt_step(model: MuridTeacher, batch: Batch, cfg: RunConfig) -> dict[str, t
 
 
 @torch.no_grad()
-def online_labels(ema: MuridTeacher, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels, weights) of the target crop: the round's labels, filled in by the EMA teacher."""
+def online_labels(ema: MuridTeacher, batch: Batch, edit_weight: float = 1.0,
+                  confidence_weighted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, weights) of the target crop: the round's labels, filled in by the EMA teacher
+    (weighted as DACS does, or 1 without `confidence_weighted`); the user's pixels weigh
+    `edit_weight`."""
     ema.eval()
     probs = torch.softmax(ema(batch.source, batch.target)["target"].float(), dim=1)
     conf, pred = probs.max(dim=1)
-    stored = batch.target_labels
+    stored, human = split_human(batch.target_labels)
     fill = stored == FILL
     labels = torch.where(fill, pred, stored)
     labels = torch.where(stored == NO_LOSS, torch.full_like(labels, IGNORE), labels)
     # DACS: below-threshold pixels are weighted by the share of confident ones among them.
     confident = (conf > DACS_CONFIDENCE) & fill
-    q = confident.sum().float() / fill.sum().clamp(min=1)
-    weights = torch.where(fill, q, torch.ones_like(conf))
+    q = confident.sum().float() / fill.sum().clamp(min=1) if confidence_weighted else 1.0
+    weights = torch.where(fill, q, pixel_weights(human, edit_weight))
     return labels, weights
 
 
 def curriculum_step(model: MuridTeacher, ema: MuridTeacher, batch: Batch, cfg: RunConfig,
                     gen: torch.Generator) -> dict[str, torch.Tensor]:
     c = cfg.curriculum
-    labels, weights = online_labels(ema, batch)
-    if not c.confidence_weighted:
-        weights = torch.ones_like(weights)
+    labels, weights = online_labels(ema, batch, c.edit_weight, c.confidence_weighted)
     source, target = batch.source, batch.target
     if c.classmix:
         target, labels, weights = classmix(source, batch.source_labels, target, labels, weights, gen)
