@@ -315,6 +315,29 @@ def test_a_project_without_rounds_gets_round_one_from_the_teacher(trained, tmp_p
     assert project.rounds() == [1]
 
 
+def test_relabel_has_the_final_teacher_label_one_round_more_once(trained, tmp_path):
+    import os
+
+    from murid_engine.jobs import RoundReady
+
+    project = _prepared(trained[1], tmp_path / "p", iterations=1, from_teacher=False)
+    cfg = copy.deepcopy(project.config)
+    cfg.distill.relabel = True
+    project.save_config(cfg)
+    last = project.latest_round()
+    teacher = project.checkpoint_path("teacher")
+    os.utime(teacher)  # the teacher trained after its last round was labelled, as it does
+    sink = CollectingSink()
+    assert StudentTrainer(project, sink).run()
+    assert [e.round for e in sink.of_type(RoundReady)] == [last + 1] and project.latest_round() == last + 1
+    # Distilled again: that round is newer than teacher.pt, made by it already: no round more.
+    project.checkpoint_path("student").unlink()
+    project.checkpoint_path("latest_student").unlink()
+    sink = CollectingSink()
+    assert StudentTrainer(project, sink).run()
+    assert sink.of_type(RoundReady) == [] and project.latest_round() == last + 1
+
+
 def test_a_student_of_another_backbone_distils_from_its_imagenet_file(trained, tmp_path):
     from murid_engine.jobs import Message
     from murid_engine.models.resnet import resnet18

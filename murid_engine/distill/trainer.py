@@ -34,6 +34,7 @@ from murid_engine.training.domain_images import DomainImages
 from murid_engine.training.image_cache import project_cache_dir
 from murid_engine.training.loader import RoundLabels, TrainingBatches
 from murid_engine.training.previews import PreviewStrip
+from murid_engine.curriculum.round_summary import ROUND_FILE
 from murid_engine.training.round_labels import label_round, round_portion
 from murid_engine.training.runner import JobContext, StageRunner
 
@@ -108,7 +109,7 @@ class StudentTrainer:
         if self.domains is None:
             self.domains = self.dist.main_first(
                 lambda: Domains.load(self.cfg, project_cache_dir(self.project.root), self.sink))
-        target = self._pseudo_labelled_target()
+        target = self._pseudo_labelled_target(fresh=first == 0)
         self.batches = TrainingBatches(self.domains.source, self.domains.target, self.cfg.data,
                                        self.cfg.seed + SEED_OFFSET, self.device,
                                        rank=self.dist.rank, world_size=self.dist.world_size)
@@ -148,18 +149,26 @@ class StudentTrainer:
         self.sink(Message(f"resumed the distillation from {path} at iteration {it}"))
         return it, ckpt.optimizer
 
-    def _pseudo_labelled_target(self) -> DomainImages:
+    def _pseudo_labelled_target(self, fresh: bool) -> DomainImages:
         """Target-train images with the latest complete round's training maps.
 
         A project without a round (no curriculum stage) gets round 1 labelled by the teacher
         now, so that the pseudo-label term (the only target signal of --no-distill) exists.
+        With `distill.relabel`, a fresh distillation first has the final teacher label one round
+        more, unless the latest round is newer than teacher.pt (made by it already): the last
+        curriculum round's labels came from the teacher before it trained on them — and on the
+        user's corrections of that round.
         """
         project, target = self.project, self.domains.target
         r = self.dist.agree(project.latest_round)  # rank 0 decides for all
-        if r is None:
-            r = 1
+        relabel = self.dist.agree(lambda: fresh and self.cfg.distill.relabel and r is not None
+                                  and not self._made_by_final_teacher(r))
+        if r is None or relabel:
+            r = 1 if r is None else r + 1
             portion = round_portion(project, r)
-            self.sink(Message(f"no pseudo-label round yet: the teacher labels {len(target)} target "
+            self.sink(Message(f"the teacher labels {len(target)} target images as round {r} "
+                              f"(portion {portion:g}) for the student" if relabel else
+                              f"no pseudo-label round yet: the teacher labels {len(target)} target "
                               f"images as round {r} (portion {portion:g})"))
             summary = label_round(project, r, portion, self.teacher.model, self.device, dist=self.dist,
                                   on_image=ImageProgress(self.sink, f"pseudo-label round {r}"))
@@ -167,3 +176,8 @@ class StudentTrainer:
         labels = RoundLabels(project, r)  # read per batch from the round's files, not held
         labels.check(target.stems)
         return target.with_labels(labels)
+
+    def _made_by_final_teacher(self, r: int) -> bool:
+        info = self.project.round_dir(r) / ROUND_FILE
+        teacher = self.project.checkpoint_path("teacher")
+        return info.is_file() and teacher.is_file() and info.stat().st_mtime > teacher.stat().st_mtime
