@@ -28,7 +28,7 @@ from murid_engine.imageio import read_index_png, write_grey_png
 from murid_engine.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
 from murid_engine.project import Project
 from murid_engine.run_config import RunConfig
-from murid_engine.training.round_labels import FILL, NO_LOSS, training_maps
+from murid_engine.training.round_labels import FILL, HUMAN, NO_LOSS, training_maps
 
 ABSENT = 7  # a class the synthetic teacher never predicts
 
@@ -276,8 +276,8 @@ def test_training_labels_take_the_edit_where_painted(tmp_path):
     target = training_maps(project, 1, ["img_0"])[0].numpy()
     # painted 'ignore' is never trained on (NO_LOSS), unlike a pixel the round left below its
     # threshold, which the EMA teacher fills in online (FILL)
-    assert target[tuple(ignored)] == 11 and target[tuple(labelled)] == NO_LOSS != FILL
-    assert np.all(target[0] == 5)
+    assert target[tuple(ignored)] == HUMAN + 11 and target[tuple(labelled)] == NO_LOSS != FILL
+    assert np.all(target[0] == HUMAN + 5)  # the user's class, marked as theirs
     untouched = edit == EDIT_NONE
     np.testing.assert_array_equal(target[untouched], auto[untouched])
     rewritten = write_round(rd, round_items(), 0.3, cap=0.9, edits_dir=project.edits_dir)

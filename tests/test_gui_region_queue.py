@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from murid_engine.project import EDIT_IGNORE, EDIT_NONE, Project
 from murid_engine.regions import RoundRegions
-from murid_engine.training.round_labels import training_maps
+from murid_engine.training.round_labels import HUMAN, training_maps
 
 
 @pytest.fixture()
@@ -93,8 +93,8 @@ def test_keys_assign_accept_ignore_and_the_next_region_follows(window, qtbot):
     review.save_current()  # region actions are the project's edits: the next round trains on them
     project = Project.open(review.project.root)
     maps = training_maps(project, review.round, [stem])[0].numpy()
-    assert (maps[mask] == 3).all()
-    np.testing.assert_array_equal(maps[mask1], review.pred[mask1])
+    assert (maps[mask] == HUMAN + 3).all()
+    np.testing.assert_array_equal(maps[mask1], review.pred[mask1] + HUMAN)
 
 
 def test_undo_reaches_a_region_action_after_the_queue_moved_to_another_image(window, qtbot):

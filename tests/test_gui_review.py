@@ -116,7 +116,7 @@ def test_list_sorts_and_thresholds_preview_live(window, qtbot):
 
 
 def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
-    from murid_engine.training.round_labels import training_maps
+    from murid_engine.training.round_labels import HUMAN, training_maps
 
     review = window.review_view
     canvas = review.canvas
@@ -172,6 +172,6 @@ def test_brush_drag_undo_fill_and_the_next_round_trains_on_it(window, qtbot):
     assert blocker.args[1] == rounds[-1] + 1, window.last_error
     nxt = blocker.args[1]
     (labels,) = training_maps(project, nxt, [stem])
-    assert (labels.numpy()[region] == CAR).all()
+    assert (labels.numpy()[region] == HUMAN + CAR).all()  # the user's class, marked
     assert review.round == nxt  # the view moved on to the new round
     qtbot.waitUntil(lambda: review.info is not None and review.info.round == nxt, timeout=30000)
