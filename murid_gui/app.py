@@ -32,14 +32,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_app(argv: list[str] | None = None):
-    """The QApplication (created once), with pyqtgraph configured for label maps."""
+    """The QApplication (created once), with pyqtgraph configured for label maps and the garbage
+    collector moved to the GUI thread."""
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
     pg.setConfigOptions(imageAxisOrder="row-major")
+    from .gui_gc import collect_on_gui_thread
+
     app = QApplication.instance() or QApplication(["murid-app", *(argv or [])])
     app.setApplicationName("MURID Studio")
     app.setOrganizationName("MURID")
+    collect_on_gui_thread()  # never on the worker or reader thread (gui_gc says why)
     return app
 
 

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
+from .gui_gc import collect_on_gui_thread
+
 READ_SWITCH_INTERVAL_S = 0.0005  # the default is 0.005
 PAUSE_S = 0.0005  # a long read's pause between chunks, the GIL let go
 CHUNK = 1000  # items between pauses (~2-4 ms of Python each)
@@ -71,6 +73,7 @@ class Reader(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        collect_on_gui_thread()  # before the reader thread exists (gui_gc says why)
         self._tokens: dict[str, int] = {}
         self._callbacks: dict[tuple[str, int], tuple[Callable, Callable | None]] = {}
         self._queue: queue.Queue = queue.Queue()

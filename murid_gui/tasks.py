@@ -31,15 +31,14 @@ def _locked(folder: Path, what: str, job):
 
 
 def preload_engine() -> None:
-    """Import what a training job needs, then freeze the heap (run once on the worker thread).
+    """Import what a training job needs (run once on the worker thread, at start-up).
 
     The first optimiser step imports ~800 modules (torch._dynamo, sympy); the garbage collector's
     full passes over that many new objects hold the GIL for 100-200 ms each, which froze the GUI
-    thread at the start of the first job. Importing them at start-up and ``gc.freeze()`` (the
-    objects alive now are never scanned again) keeps those pauses out of the user's session.
+    thread at the start of the first job. Importing them at start-up, and then freezing the heap
+    on the GUI thread (gui_gc.collect_and_freeze, when `preloaded` arrives), keeps those pauses out
+    of the user's session.
     """
-    import gc
-
     import torch
 
     import murid_engine.comparison  # noqa: F401
@@ -51,8 +50,6 @@ def preload_engine() -> None:
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     net(torch.rand(1, 3, 8, 8)).sum().backward()
     opt.step()
-    gc.collect()
-    gc.freeze()
 
 
 def create_project(folder: Path, source: str, target: str, preset: str) -> Project:

@@ -26,6 +26,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from murid_engine.errors import UserError
 from murid_engine.jobs import Control, JobError, Losses, Preview, Progress, RateLimiter
 
+from .gui_gc import collect_and_freeze, collect_on_gui_thread
+
 PREVIEW_INTERVAL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1
 WORKER_NICE = 0  # added to the worker thread's nice value (see lower_thread_priority)
@@ -173,6 +175,7 @@ class JobRunner(QObject):
 
     def __init__(self, parent: QObject | None = None, preload: bool = True) -> None:
         super().__init__(parent)
+        collect_on_gui_thread()  # before the worker thread exists (gui_gc says why)
         self.thread = QThread()
         self.thread.setObjectName("murid-worker")
         self.worker = JobWorker()
@@ -184,7 +187,7 @@ class JobRunner(QObject):
         self.worker.failed.connect(self.failed)
         self.worker.finished.connect(self._on_finished)
         self.preloaded = False
-        self.worker.preloaded.connect(lambda ok: setattr(self, "preloaded", True))
+        self.worker.preloaded.connect(self._on_preloaded)
         self.thread.start()
         if preload:
             self.worker.preload_request.emit()
@@ -224,6 +227,10 @@ class JobRunner(QObject):
     @property
     def paused(self) -> bool:
         return self.control is not None and self.control.paused
+
+    def _on_preloaded(self, ok: bool) -> None:
+        collect_and_freeze()  # here, on the GUI thread (gui_gc says why)
+        self.preloaded = True
 
     def _on_finished(self, name: str, result: object) -> None:
         self.current = None

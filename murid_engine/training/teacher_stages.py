@@ -82,7 +82,8 @@ class TeacherStage(Stage):
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         self.parts.trained = model
-        gc.collect()  # the previous stage's DDP must be gone: its hooks sit on the same parameters
+        if self.job.dist.distributed:
+            gc.collect()  # the previous stage's DDP must be gone: its hooks sit on the same parameters
         self.parts.trained = wrap_teacher(self.job.dist, model, self.name)
 
     def close(self) -> None:
