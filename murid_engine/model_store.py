@@ -81,7 +81,8 @@ def teacher_from_checkpoint(ckpt: Checkpoint) -> BankedTeacher:
     if teacher.mr_enabled and teacher.points and not bank:
         raise UserError(f"checkpoint {ckpt.path} holds a teacher without its source bank; "
                         "use checkpoints/teacher.pt, written when the teacher's training ends")
-    return BankedTeacher(teacher, bank).eval()
+    histograms = ckpt.models.get("bank_classes", {}).get("histograms")
+    return BankedTeacher(teacher, bank, histograms, cfg.mr.bank_select if histograms is not None else 0).eval()
 
 
 def load_model(path: Path, which: str | None = None) -> LoadedModel:

@@ -39,6 +39,7 @@ from torch import nn
 from .bank_cache import BankKeyValueCache, EntryKeyValues
 
 BANK_MODES = ("ensemble", "mean")
+PARTNERS = ("batch", "content")  # MRConfig.partners (training/content_partners.py)
 NORM_MODES = ("domain", "shared")  # MRConfig.norm: how the teacher's BatchNorm sees the two streams
 
 
@@ -60,6 +61,14 @@ class MRConfig:
     # DAFormer), running statistics of the mixture, and the source bank built with them
     norm: str = "domain"
     match_weight: float = 0.0  # weight of the attention's correspondence loss (0 = off)
+    # 'batch': a target crop's partner is the source crop at its batch index; 'content': one of
+    # the `partner_candidates` source images nearest its pseudo-label histogram, in the
+    # curriculum (training/content_partners.py)
+    partners: str = "batch"
+    partner_candidates: int = 8
+    # > 0: at inference each target image attends to this many bank entries, those whose source
+    # images' class histograms are nearest its prediction's (models/banked.py); 0: all of them
+    bank_select: int = 0
 
     def validate(self) -> MRConfig:
         from murid_engine.errors import UserError
@@ -77,6 +86,11 @@ class MRConfig:
             raise UserError(f"mr norm must be one of {', '.join(NORM_MODES)}, not '{self.norm}'")
         if self.bank_mode not in BANK_MODES:
             raise UserError(f"mr bank_mode must be one of {', '.join(BANK_MODES)}, not '{self.bank_mode}'")
+        if self.bank_select < 0:
+            raise UserError(f"mr bank_select must be non-negative, not {self.bank_select}")
+        if self.partners not in PARTNERS or self.partner_candidates < 1:
+            raise UserError(f"mr partners must be one of {', '.join(PARTNERS)} and partner_candidates "
+                            f"at least 1, not '{self.partners}' and {self.partner_candidates}")
         return self
 
 

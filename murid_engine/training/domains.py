@@ -60,8 +60,12 @@ class Domains:
         return self.val is not None and self.val.has_labels
 
 
-def bank_images(source: DomainImages, count: int, seed: int) -> list[torch.Tensor]:
-    """A fixed random choice of source images (float, [0, 1]) for the teacher's source bank."""
+def bank_indices(source: DomainImages, count: int, seed: int) -> list[int]:
+    """A fixed random choice of source images for the teacher's source bank, in index order."""
     rng = np.random.default_rng(seed + 7919)
-    idx = rng.choice(len(source), size=min(count, len(source)), replace=False)
-    return [source.images[i].float().div(255.0) for i in sorted(idx)]
+    return sorted(int(i) for i in rng.choice(len(source), size=min(count, len(source)), replace=False))
+
+
+def bank_images(source: DomainImages, count: int, seed: int) -> list[torch.Tensor]:
+    """The bank's source images (float, [0, 1])."""
+    return [source.images[i].float().div(255.0) for i in bank_indices(source, count, seed)]

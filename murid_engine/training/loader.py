@@ -36,11 +36,13 @@ from murid_engine.project import Project
 from murid_engine.run_config import STAGES, DataConfig
 
 from .batches import AugmentConfig
+from .content_partners import SourcePartners, class_histograms, nearest_sources
 from .crops import crop_image, crop_label, draw_crop
 from .domain_images import DomainImages
-from .round_labels import NO_LOSS, training_maps
+from .round_labels import HUMAN, NO_LOSS, training_maps
 
 SOURCE, TARGET = 0, 1  # domain ids in the random streams
+PARTNER_PICK = 2  # the stream of content-matched partner draws
 # Random-stream ids of the stages: MURID's stages by their place in run_config.STAGES (the ids
 # every earlier figure was drawn with), the baselines' (murid_engine.baselines) after them.
 STREAMS = {**{name: i for i, name in enumerate(STAGES)}, "mixstyle": 10, "dacs": 11}
@@ -120,17 +122,41 @@ class BatchMaker(torch.utils.data.Dataset):
     """Makes the batch of a BatchRequest (one worker makes one whole batch)."""
 
     def __init__(self, source: DomainImages, target: DomainImages, aug: AugmentConfig,
-                 batch_size: int, seed: int, rank: int, world_size: int, as_float: bool):
+                 batch_size: int, seed: int, rank: int, world_size: int, as_float: bool,
+                 partner_candidates: int = 0, num_classes: int = 19):
         self.source, self.target, self.aug, self.batch_size = source, target, aug, batch_size
         self.seed, self.rank, self.world_size, self.as_float = seed, rank, world_size, as_float
+        # > 0: curriculum batches pair target and source by content (content_partners.py)
+        self.partner_candidates, self.num_classes = partner_candidates, num_classes
+        self._source_histograms: np.ndarray | None = None
+        self._partners: tuple[RoundLabels, SourcePartners] | None = None  # the latest round's
 
     def __len__(self) -> int:  # the streams are endless; the sampler says which batches to make
         return 2 ** 62
 
-    def _domain(self, images: DomainImages, domain: int, stage: int, iteration: int, fill: int
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = sample_indices(len(images), self.batch_size, self.seed, stage, domain, iteration,
-                             self.rank, self.world_size)
+    def _indices(self, images: DomainImages, domain: int, stage: int, iteration: int) -> np.ndarray:
+        return sample_indices(len(images), self.batch_size, self.seed, stage, domain, iteration,
+                              self.rank, self.world_size)
+
+    def partners(self, labels: RoundLabels) -> SourcePartners:
+        """The round's content-matched candidates (computed at its first batch, kept for the round)."""
+        if self._partners is None or self._partners[0] != labels:
+            if self._source_histograms is None:
+                self._source_histograms = class_histograms(
+                    (self.source.label_map(i) for i in range(len(self.source))), self.num_classes)
+            target = self.target.with_labels(labels)
+            maps = (target.label_map(i) for i in range(len(target)))
+            # The user's pixels (HUMAN + c) count as their class c.
+            classes = (np.where((m >= HUMAN) & (m < NO_LOSS), m - HUMAN, m) for m in maps)
+            candidates = nearest_sources(class_histograms(classes, self.num_classes),
+                                         self._source_histograms, self.partner_candidates)
+            self._partners = (labels, SourcePartners(candidates))
+        return self._partners[1]
+
+    def _domain(self, images: DomainImages, domain: int, stage: int, iteration: int, fill: int,
+                idx: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if idx is None:
+            idx = self._indices(images, domain, stage, iteration)
         rng = np.random.default_rng([self.seed, self.rank, stage, iteration, domain])
         with_labels = images.has_labels
         cw, ch = self.aug.crop
@@ -155,7 +181,12 @@ class BatchMaker(torch.utils.data.Dataset):
 
     def __getitem__(self, req: BatchRequest) -> Batch | str:
         try:
-            xs, ys = self._domain(self.source, SOURCE, req.stage, req.iteration, IGNORE_FILL)
+            source_idx = None
+            if req.with_target and req.target_labels is not None and self.partner_candidates:
+                target_idx = self._indices(self.target, TARGET, req.stage, req.iteration)
+                draw = np.random.default_rng([self.seed, self.rank, req.stage, req.iteration, PARTNER_PICK])
+                source_idx = self.partners(req.target_labels).pick(target_idx, draw)
+            xs, ys = self._domain(self.source, SOURCE, req.stage, req.iteration, IGNORE_FILL, source_idx)
             if not req.with_target:
                 return Batch(xs, ys, None, None)
             target = self.target if req.target_labels is None else self.target.with_labels(req.target_labels)
@@ -218,7 +249,8 @@ class TrainingBatches:
     """
 
     def __init__(self, source: DomainImages, target: DomainImages, data: DataConfig, seed: int,
-                 device: torch.device, rank: int = 0, world_size: int = 1):
+                 device: torch.device, rank: int = 0, world_size: int = 1,
+                 partner_candidates: int = 0, num_classes: int = 19):
         if not source.has_labels:
             raise ValueError("the source images of a training run need their labels")
         for name, images in (("source", source), ("target", target)):
@@ -228,7 +260,8 @@ class TrainingBatches:
         self.workers = data.workers
         # On a GPU the device converts uint8 faster than a worker, and pinned uint8 moves 4x fewer bytes.
         self.maker = BatchMaker(source, target, data.augment(), data.batch_size, seed, rank,
-                                world_size, as_float=self.device.type != "cuda")
+                                world_size, as_float=self.device.type != "cuda",
+                                partner_candidates=partner_candidates, num_classes=num_classes)
         self._requests = _Requests()
         self._loader: torch.utils.data.DataLoader | None = None
         self._iterator = None

@@ -22,11 +22,13 @@ from torch import nn
 
 from murid_engine.checkpoint import save_checkpoint
 from murid_engine.jobs import ImageProgress, Message, RoundReady
-from murid_engine.models.banked import BankedTeacher, bank_to_state
+from murid_engine.models.banked import BankedTeacher, bank_classes_state, bank_to_state
 from murid_engine.models.teacher import MuridTeacher, SourceBank
 from murid_engine.records import RoundRecord
+from murid_engine.run_config import RunConfig
 
-from .domains import Domains, bank_images
+from .content_partners import class_histograms
+from .domains import Domains, bank_images, bank_indices
 from .ema import make_ema, update_ema
 from .domain_images import DomainImages
 from .loader import Batch, RoundLabels, TrainingBatches
@@ -61,6 +63,18 @@ class TeacherParts:
         batches.append(torch.stack(group))
         model.eval()
         return model.build_source_bank(batches, max_items=len(images))
+
+    def banked(self, model: MuridTeacher, cfg: RunConfig) -> BankedTeacher:
+        """`model` (the teacher or its EMA copy) with the run's source bank, as it labels and
+        scores; with `mr.bank_select`, the class histograms of the bank's images too."""
+        bank = self.bank(model, cfg.data.batch_size, cfg.mr.bank_size, cfg.seed)
+        histograms = None
+        if cfg.mr.bank_select:
+            source = self.domains.source
+            idx = bank_indices(source, cfg.mr.bank_size, cfg.seed)
+            histograms = torch.from_numpy(class_histograms((source.label_map(i) for i in idx),
+                                                           cfg.model.num_classes))
+        return BankedTeacher(model, bank, histograms, cfg.mr.bank_select)
 
 
 class TeacherStage(Stage):
@@ -109,8 +123,7 @@ class TeacherStage(Stage):
 
     def banked(self, model: MuridTeacher) -> BankedTeacher:
         """`model` with the run's source bank: what labels, scores and previews."""
-        cfg = self.job.cfg
-        return BankedTeacher(model, self.parts.bank(model, cfg.data.batch_size, cfg.mr.bank_size, cfg.seed))
+        return self.parts.banked(model, self.job.cfg)
 
     def save_teacher(self, final: MuridTeacher) -> BankedTeacher:
         """checkpoints/teacher.pt (the teacher with its source bank: what evaluate, predict and
@@ -118,7 +131,8 @@ class TeacherStage(Stage):
         teacher = self.banked(final)
         if self.job.dist.is_main:
             save_checkpoint(self.job.project.checkpoint_path("teacher"), config=self.job.cfg,
-                            models={"teacher": final, "bank": bank_to_state(teacher.bank)},
+                            models={"teacher": final, "bank": bank_to_state(teacher.bank),
+                                    **bank_classes_state(teacher)},
                             stage=self.name, iteration=self.total)
         return teacher
 

@@ -87,8 +87,7 @@ class TeacherTrainer:
 
     def banked(self, model: MuridTeacher) -> BankedTeacher:
         """`model` (the teacher or its EMA copy) with this run's source bank, as it labels and scores."""
-        cfg = self.cfg
-        return BankedTeacher(model, self.parts.bank(model, cfg.data.batch_size, cfg.mr.bank_size, cfg.seed))
+        return self.parts.banked(model, self.cfg)
 
     # ---------------------------------------------------------------------------- the job
     def stages(self) -> list[str]:
@@ -115,9 +114,13 @@ class TeacherTrainer:
         # main_first: rank 0 decodes the cache (or finds a missing dataset) before the others.
         self.domains = self.dist.main_first(
             lambda: Domains.load(self.cfg, project_cache_dir(self.project.root), self.sink))
+        mr = self.cfg.mr
         self.batches = TrainingBatches(self.domains.source, self.domains.target, self.cfg.data,
                                        self.cfg.seed, self.device,
-                                       rank=self.dist.rank, world_size=self.dist.world_size)
+                                       rank=self.dist.rank, world_size=self.dist.world_size,
+                                       partner_candidates=mr.partner_candidates
+                                       if mr.enabled and mr.partners == "content" else 0,
+                                       num_classes=self.cfg.model.num_classes)
         if self.dist.is_main:
             self.job.strip = PreviewStrip.choose(self.domains, self.device)
         parts = self.parts = TeacherParts(self.model, self.gen, self.domains, self.batches,
