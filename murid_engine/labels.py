@@ -11,6 +11,9 @@ import numpy as np
 
 IGNORE = 255
 NUM_CLASSES = 19
+# A round's training maps store the user's class c as 128 + c, below NO_LOSS = 254
+# (training/round_labels.py): a model may have at most this many classes.
+MAX_CLASSES = 126
 
 
 class Label(NamedTuple):

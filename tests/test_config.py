@@ -239,6 +239,9 @@ def test_bad_overrides_name_the_key(item, pattern):
     ("distill.kl_pixels=some", "distill.kl_pixels"),
     ("warmup.entropy_weight=0.1", "warmup.entropy_weight"),
     ("student_model.num_classes=16", "num_classes"),
+    ("model.num_classes=127", "between 1 and 126"),  # the user's class c is kept as 128 + c
+    ("mr.partners=nearest", "mr partners"),
+    ("mr.bank_select=-1", "bank_select"),
     ("student_model.backbone=vgg", "student_model"),
     ("device=gpu", "device"),
 ])

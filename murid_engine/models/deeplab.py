@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from murid_engine.labels import NUM_CLASSES
+from murid_engine.labels import MAX_CLASSES, NUM_CLASSES
 
 from .resnet import BACKBONES, ResNetBackbone
 
@@ -31,6 +31,9 @@ class ModelConfig:
             raise UserError(f"unknown backbone '{self.backbone}' (choose from {', '.join(BACKBONES)})")
         if not self.aspp_rates or any(r < 1 for r in self.aspp_rates):
             raise UserError(f"aspp_rates must be positive integers, not {self.aspp_rates}")
+        if not 1 <= self.num_classes <= MAX_CLASSES:
+            raise UserError(f"num_classes must be between 1 and {MAX_CLASSES} (a round's training maps "
+                            f"keep the user's class c as 128 + c in one byte), not {self.num_classes}")
         return self
 
 
