@@ -38,12 +38,18 @@ class BankedTeacher(nn.Module):
     def bank(self) -> SourceBank:
         return {p: getattr(self, f"bank_{p}") for p in self.points}
 
+    @property
+    def selects(self) -> bool:
+        """Whether each image attends to a part of the bank chosen by content."""
+        hist = self.bank_histograms
+        return hist is not None and 0 < self.select < hist.shape[0]
+
     def content_entries(self, logits: torch.Tensor) -> torch.Tensor | None:
         """B×M indices of the entries nearest each image's predicted class fractions (None:
         every entry, when selection is off or M covers the bank)."""
-        hist = self.bank_histograms
-        if hist is None or not 0 < self.select < hist.shape[0]:
+        if not self.selects:
             return None
+        hist = self.bank_histograms
         pred = logits.argmax(1)
         fractions = F.one_hot(pred, hist.shape[1]).float().mean(dim=(1, 2))  # B×C
         gaps = (fractions[:, None, :] - hist[None].to(fractions.device)).abs().sum(-1)  # B×K
@@ -52,10 +58,8 @@ class BankedTeacher(nn.Module):
     def forward(self, x: torch.Tensor, entries: torch.Tensor | None = None) -> dict[str, object]:
         """``entries``: the bank entries each image attends to (None: all, or chosen by content
         when `select` is set; forward_target)."""
-        if entries is None and self.points:
-            first = None if self.bank_histograms is None or not self.select else \
-                self.teacher.forward_target(x, self.bank)
-            entries = None if first is None else self.content_entries(first["out"])
+        if entries is None and self.points and self.selects:
+            entries = self.content_entries(self.teacher.forward_target(x, self.bank)["out"])
         return self.teacher.forward_target(x, self.bank, entries)
 
 
