@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from murid_engine.data import open_dataset
 from murid_engine.data.base import Dataset
@@ -64,8 +63,3 @@ def bank_indices(source: DomainImages, count: int, seed: int) -> list[int]:
     """A fixed random choice of source images for the teacher's source bank, in index order."""
     rng = np.random.default_rng(seed + 7919)
     return sorted(int(i) for i in rng.choice(len(source), size=min(count, len(source)), replace=False))
-
-
-def bank_images(source: DomainImages, count: int, seed: int) -> list[torch.Tensor]:
-    """The bank's source images (float, [0, 1])."""
-    return [source.images[i].float().div(255.0) for i in bank_indices(source, count, seed)]

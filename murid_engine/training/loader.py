@@ -39,7 +39,7 @@ from .batches import AugmentConfig
 from .content_partners import SourcePartners, class_histograms, nearest_sources
 from .crops import crop_image, crop_label, draw_crop
 from .domain_images import DomainImages
-from .round_labels import HUMAN, NO_LOSS, training_maps
+from .round_labels import NO_LOSS, split_human, training_maps
 
 SOURCE, TARGET = 0, 1  # domain ids in the random streams
 PARTNER_PICK = 2  # the stream of content-matched partner draws
@@ -145,9 +145,9 @@ class BatchMaker(torch.utils.data.Dataset):
                 self._source_histograms = class_histograms(
                     (self.source.label_map(i) for i in range(len(self.source))), self.num_classes)
             target = self.target.with_labels(labels)
-            maps = (target.label_map(i) for i in range(len(target)))
             # The user's pixels (HUMAN + c) count as their class c.
-            classes = (np.where((m >= HUMAN) & (m < NO_LOSS), m - HUMAN, m) for m in maps)
+            classes = (split_human(torch.from_numpy(target.label_map(i)))[0].numpy()
+                       for i in range(len(target)))
             candidates = nearest_sources(class_histograms(classes, self.num_classes),
                                          self._source_histograms, self.partner_candidates)
             self._partners = (labels, SourcePartners(candidates))

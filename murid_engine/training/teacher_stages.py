@@ -28,7 +28,7 @@ from murid_engine.records import RoundRecord
 from murid_engine.run_config import RunConfig
 
 from .content_partners import class_histograms
-from .domains import Domains, bank_images, bank_indices
+from .domains import Domains, bank_indices
 from .ema import make_ema, update_ema
 from .domain_images import DomainImages
 from .loader import Batch, RoundLabels, TrainingBatches
@@ -52,8 +52,9 @@ class TeacherParts:
     ema: MuridTeacher | None = None
     trained: nn.Module | None = field(default=None)  # what the steps call: the model, or its DDP view
 
-    def bank(self, model: MuridTeacher, batch_size: int, bank_size: int, seed: int) -> SourceBank:
-        images = bank_images(self.domains.source, bank_size, seed)
+    def bank(self, model: MuridTeacher, batch_size: int, indices: list[int]) -> SourceBank:
+        """The source bank of the source images at `indices` (float, [0, 1])."""
+        images = [self.domains.source.images[i].float().div(255.0) for i in indices]
         batches, group = [], []
         for img in images:  # same-size images share a batch (the source stream's BN statistics)
             if group and (img.shape != group[0].shape or len(group) == batch_size):
@@ -67,11 +68,11 @@ class TeacherParts:
     def banked(self, model: MuridTeacher, cfg: RunConfig) -> BankedTeacher:
         """`model` (the teacher or its EMA copy) with the run's source bank, as it labels and
         scores; with `mr.bank_select`, the class histograms of the bank's images too."""
-        bank = self.bank(model, cfg.data.batch_size, cfg.mr.bank_size, cfg.seed)
+        source = self.domains.source
+        idx = bank_indices(source, cfg.mr.bank_size, cfg.seed)
+        bank = self.bank(model, cfg.data.batch_size, idx)
         histograms = None
         if cfg.mr.bank_select:
-            source = self.domains.source
-            idx = bank_indices(source, cfg.mr.bank_size, cfg.seed)
             histograms = torch.from_numpy(class_histograms((source.label_map(i) for i in idx),
                                                            cfg.model.num_classes))
         return BankedTeacher(model, bank, histograms, cfg.mr.bank_select)
