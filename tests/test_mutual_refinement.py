@@ -202,6 +202,61 @@ def test_shared_batchnorm_normalises_the_two_crops_as_one_batch_and_evaluates_wi
         teacher.train()(torch.rand(2, 3, 48, 32), target)
 
 
+def test_shared_target_normalises_as_one_batch_but_keeps_the_targets_running_statistics():
+    teacher = _teacher(exchange_prob=0.0, norm="shared-target").train()
+    mixture, target_only = copy.deepcopy(teacher), copy.deepcopy(teacher)
+    source = torch.rand(2, 3, 64, 32) * 0.3 + 0.7
+    target = torch.rand(3, 3, 64, 32)
+    with torch.no_grad():
+        out = teacher(source, target)
+        ref = mixture.net(torch.cat([source, target]))["out"]
+        target_only.net(target)
+    # Trained with the mixture's batch statistics, as 'shared' is ...
+    torch.testing.assert_close(out["source"], ref[:2])
+    torch.testing.assert_close(out["target"], ref[2:])
+    # ... but the running statistics are the target crops': the stem's BatchNorm sees the same
+    # input either way, so its statistics are those of the target alone, not the mixture's.
+    bn, bn_mix, bn_target = (m.net.backbone.bn1 for m in (teacher, mixture, target_only))
+    torch.testing.assert_close(bn.running_mean, bn_target.running_mean)
+    torch.testing.assert_close(bn.running_var, bn_target.running_var)
+    assert not torch.allclose(bn.running_mean, bn_mix.running_mean, atol=1e-3)
+    assert int(bn.num_batches_tracked) == 1 and bn.track_running_stats
+    # Evaluated with those running statistics, whatever the batch holds.
+    teacher.eval()
+    evaluated = copy.deepcopy(mixture)
+    evaluated.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        alone = teacher.forward_target(target[:1], teacher.build_source_bank(source))["out"]
+        torch.testing.assert_close(alone, evaluated.eval().net(target[:1])["out"])
+
+
+def test_exchange_at_the_output_leaves_the_mr_points_and_eval_untouched():
+    source = torch.rand(2, 3, 64, 32) * 0.3 + 0.7
+    target = torch.rand(2, 3, 64, 32)
+    at_output = _teacher(exchange_prob=1.0, exchange_at="output").train()
+    at_points = copy.deepcopy(at_output)
+    at_points.mr_cfg.exchange_at = "points"
+    for m in at_points.mr.values():
+        m.exchanges = True
+    without = copy.deepcopy(at_output)
+    without.output_exchange = None
+    assert not any(m.exchanges for m in at_output.mr.values())
+    with torch.no_grad():
+        outs = [m(source, target) for m in (at_output, at_points, without)]
+    # The MR points' features are those of a teacher with no exchange at all ...
+    for point in (1, 2):
+        torch.testing.assert_close(outs[0]["target_features"][point], outs[2]["target_features"][point])
+        assert not torch.allclose(outs[1]["target_features"][point], outs[2]["target_features"][point])
+    # ... and the exchange moves what the classifier reads: the logits differ.
+    assert not torch.allclose(outs[0]["target"], outs[2]["target"], atol=1e-4)
+    # In eval mode it is the identity, like the exchange at the points.
+    at_output.eval(), without.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(at_output(source, target)["target"], without(source, target)["target"])
+    with pytest.raises(UserError, match="exchange_at"):
+        MRConfig(exchange_at="stem").validate()
+
+
 def test_teacher_shapes_odd_sizes_and_bank():
     teacher = _teacher(tokens=8, bank_size=3)
     _set_gates(teacher, 0.3)

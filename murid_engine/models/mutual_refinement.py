@@ -40,7 +40,9 @@ from .bank_cache import BankKeyValueCache, EntryKeyValues
 
 BANK_MODES = ("ensemble", "mean")
 PARTNERS = ("batch", "content")  # MRConfig.partners (training/content_partners.py)
-NORM_MODES = ("domain", "shared")  # MRConfig.norm: how the teacher's BatchNorm sees the two streams
+# MRConfig.norm: how the teacher's BatchNorm sees the two streams (models/teacher.py)
+NORM_MODES = ("domain", "shared", "shared-target")
+EXCHANGE_PLACES = ("points", "output")  # MRConfig.exchange_at
 
 
 @dataclass
@@ -58,8 +60,12 @@ class MRConfig:
     source_running_stats: bool = False  # whether the source stream feeds BN running statistics
     # 'domain': each stream normalised with its own batch statistics (running statistics the
     # target's); 'shared': source and target crops normalised together, as one batch (DACS,
-    # DAFormer), running statistics of the mixture, and the source bank built with them
+    # DAFormer), running statistics of the mixture, and the source bank built with them;
+    # 'shared-target': normalised together, running statistics of the target crops alone
     norm: str = "domain"
+    # 'points': the statistics exchange at each MR point, before its attention; 'output': at the
+    # backbone's output only, where no BatchNorm follows (the ASPP classifier has none)
+    exchange_at: str = "points"
     match_weight: float = 0.0  # weight of the attention's correspondence loss (0 = off)
     # 'batch': a target crop's partner is the source crop at its batch index; 'content': one of
     # the `partner_candidates` source images nearest its pseudo-label histogram, in the
@@ -84,6 +90,9 @@ class MRConfig:
             raise UserError(f"mr match_weight must be non-negative, not {self.match_weight}")
         if self.norm not in NORM_MODES:
             raise UserError(f"mr norm must be one of {', '.join(NORM_MODES)}, not '{self.norm}'")
+        if self.exchange_at not in EXCHANGE_PLACES:
+            raise UserError(f"mr exchange_at must be one of {', '.join(EXCHANGE_PLACES)}, "
+                            f"not '{self.exchange_at}'")
         if self.bank_mode not in BANK_MODES:
             raise UserError(f"mr bank_mode must be one of {', '.join(BANK_MODES)}, not '{self.bank_mode}'")
         if self.bank_select < 0:
@@ -106,36 +115,20 @@ def partner_index(n: int, n_partner: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device) % n_partner
 
 
-class MutualRefinement(nn.Module):
-    """One MR point with ``channels`` channels: forward(fs, ft) -> (fs', ft')."""
+class StatisticsExchange(nn.Module):
+    """The statistics exchange of an MR point (part 1 above); no parameters, no state.
 
-    def __init__(self, channels: int, tokens: int = 16, attn_dim: int = 0, alpha: float = 0.3,
-                 exchange_prob: float = 0.5, bank_mode: str = "ensemble", eps: float = 1e-5):
+    Its own module so that it can also stand where no later BatchNorm renormalises what it moved
+    (``MRConfig.exchange_at`` 'output': the backbone's output, read by a classifier without
+    normalisation) while the attention stays at the MR points.
+    """
+
+    def __init__(self, alpha: float = 0.3, exchange_prob: float = 0.5, eps: float = 1e-5):
         super().__init__()
-        if bank_mode not in BANK_MODES:
-            raise ValueError(f"bank_mode must be one of {BANK_MODES}, not {bank_mode!r}")
-        self.channels, self.tokens = channels, tokens
-        self.alpha, self.exchange_prob, self.bank_mode, self.eps = alpha, exchange_prob, bank_mode, eps
-        dim = attn_dim or max(8, channels // 2)
-        # One set of projections serves both directions: at a given point both streams come out
-        # of the same (shared) backbone layers, so they live in the same feature space. The
-        # direction-specific part is the gate.
-        self.q_proj = nn.Conv2d(channels, dim, 1)
-        self.k_proj = nn.Conv2d(channels, dim, 1)
-        self.v_proj = nn.Conv2d(channels, dim, 1)
-        self.o_proj = nn.Conv2d(dim, channels, 1)
-        self.gamma_s = nn.Parameter(torch.zeros(()))
-        self.gamma_t = nn.Parameter(torch.zeros(()))
-        self.bank_cache = BankKeyValueCache()  # not state: rebuilt from the weights and the bank
+        self.alpha, self.exchange_prob, self.eps = alpha, exchange_prob, eps
 
-    def train(self, mode: bool = True) -> MutualRefinement:
-        if mode:  # weights are about to change, possibly in ways no version counter sees (DDP)
-            self.bank_cache.clear()
-        return super().train(mode)
-
-    # -- statistics exchange -------------------------------------------------------------------
-    def _exchange_weight(self, n: int, device: torch.device, lam: float | torch.Tensor | None
-                         ) -> torch.Tensor | None:
+    def weight(self, n: int, device: torch.device, lam: float | torch.Tensor | None
+               ) -> torch.Tensor | None:
         """Per-sample weight (1-λ)·applied of the partner's statistics, B×1×1×1; None = skip."""
         if lam is not None:  # explicit λ: applied to every sample, in any mode (analysis, tests)
             lam_t = torch.as_tensor(lam, dtype=torch.float32, device=device).reshape(-1)
@@ -162,6 +155,48 @@ class MutualRefinement(nn.Module):
         mu_p, sig_p = mu_p[idx], sig_p[idx]
         delta = (x.float() - mu) * (sig_p / sig - 1.0) + (mu_p - mu)
         return x + (weight * delta).to(x.dtype)
+
+    def forward(self, fs: torch.Tensor, ft: torch.Tensor, lam: float | torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each side moved towards its partner's statistics, both from the unexchanged inputs."""
+        ws = self.weight(fs.shape[0], fs.device, lam)
+        wt = self.weight(ft.shape[0], ft.device, lam)
+        return (fs if ws is None else self.exchange(fs, ft, ws),
+                ft if wt is None else self.exchange(ft, fs, wt))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, exchange_prob={self.exchange_prob}"
+
+
+class MutualRefinement(nn.Module):
+    """One MR point with ``channels`` channels: forward(fs, ft) -> (fs', ft')."""
+
+    def __init__(self, channels: int, tokens: int = 16, attn_dim: int = 0, alpha: float = 0.3,
+                 exchange_prob: float = 0.5, bank_mode: str = "ensemble", eps: float = 1e-5,
+                 exchanges: bool = True):
+        super().__init__()
+        if bank_mode not in BANK_MODES:
+            raise ValueError(f"bank_mode must be one of {BANK_MODES}, not {bank_mode!r}")
+        self.channels, self.tokens, self.bank_mode = channels, tokens, bank_mode
+        # False: the exchange stands elsewhere (MRConfig.exchange_at) and this point only attends
+        self.exchanges = exchanges
+        self.statistics = StatisticsExchange(alpha, exchange_prob, eps)
+        dim = attn_dim or max(8, channels // 2)
+        # One set of projections serves both directions: at a given point both streams come out
+        # of the same (shared) backbone layers, so they live in the same feature space. The
+        # direction-specific part is the gate.
+        self.q_proj = nn.Conv2d(channels, dim, 1)
+        self.k_proj = nn.Conv2d(channels, dim, 1)
+        self.v_proj = nn.Conv2d(channels, dim, 1)
+        self.o_proj = nn.Conv2d(dim, channels, 1)
+        self.gamma_s = nn.Parameter(torch.zeros(()))
+        self.gamma_t = nn.Parameter(torch.zeros(()))
+        self.bank_cache = BankKeyValueCache()  # not state: rebuilt from the weights and the bank
+
+    def train(self, mode: bool = True) -> MutualRefinement:
+        if mode:  # weights are about to change, possibly in ways no version counter sees (DDP)
+            self.bank_cache.clear()
+        return super().train(mode)
 
     # -- cross-domain attention ----------------------------------------------------------------
     def pool_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,10 +240,7 @@ class MutualRefinement(nn.Module):
     def forward(self, fs: torch.Tensor, ft: torch.Tensor,
                 lam: float | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine a source and a target batch; ``lam`` fixes λ for every sample (analysis)."""
-        ws = self._exchange_weight(fs.shape[0], fs.device, lam)
-        wt = self._exchange_weight(ft.shape[0], ft.device, lam)
-        fs_n = fs if ws is None else self.exchange(fs, ft, ws)
-        ft_n = ft if wt is None else self.exchange(ft, fs, wt)
+        fs_n, ft_n = self.statistics(fs, ft, lam) if self.exchanges else (fs, ft)
         # Both directions read the exchanged features of the partner, computed before either
         # side is refined, so the two updates are symmetric.
         fs_r = fs_n + self.gamma_s * self.attend(fs_n, ft_n)
@@ -280,5 +312,5 @@ class MutualRefinement(nn.Module):
         return ft + self.gamma_t * self._project_out(total / keys.shape[1], ft)
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, tokens={self.tokens}, alpha={self.alpha}, "
-                f"exchange_prob={self.exchange_prob}, bank_mode={self.bank_mode}")
+        return (f"channels={self.channels}, tokens={self.tokens}, exchanges={self.exchanges}, "
+                f"bank_mode={self.bank_mode}")

@@ -12,7 +12,8 @@ domain only: the teacher is evaluated, pseudo-labels and is distilled on target 
 student initialised from ``teacher.net`` starts with target statistics. With ``mr.norm`` 'shared'
 (what DACS and DAFormer do) the two crops go through every module as one batch instead: batch
 statistics and running statistics are those of the mixture, and evaluation and the source bank
-use the running ones.
+use the running ones. 'shared-target' normalises the same way in training but keeps running
+statistics of the target crops alone, so that evaluation uses the evaluated domain's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .deeplab import DeepLabV2, ModelConfig
-from .mutual_refinement import MRConfig, MutualRefinement
+from .mutual_refinement import MRConfig, MutualRefinement, StatisticsExchange
 
 # query domain > partner domain; 'source>source' pairs source sample i with source sample i-1
 # (torch.roll by one), whose labels are known, so correspondence is learnt before any pseudo-label
@@ -52,6 +53,38 @@ def own_batch_stats(module: nn.Module, update_running: bool) -> Iterator[None]:
     finally:
         for m, training, track in saved:
             m.training, m.track_running_stats = training, track
+
+
+@contextmanager
+def running_stats_of_tail(module: nn.Module, n_tail: int) -> Iterator[None]:
+    """BatchNorms in training mode normalise with the whole batch's statistics but update their
+    running statistics from its last ``n_tail`` samples only (``mr.norm`` 'shared-target').
+
+    The update is PyTorch's own (momentum, unbiased variance, ``num_batches_tracked``), done in
+    a pre-hook while the module's tracking is off so that it does not also update them itself.
+    """
+    saved, handles = [], []
+
+    def update(m: nn.modules.batchnorm._BatchNorm, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0][-n_tail:].detach().float()
+        var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], unbiased=x.numel() > x.shape[1])
+        m.num_batches_tracked.add_(1)
+        momentum = m.momentum if m.momentum is not None else 1.0 / float(m.num_batches_tracked)
+        m.running_mean.lerp_(mean.to(m.running_mean.dtype), momentum)
+        m.running_var.lerp_(var.to(m.running_var.dtype), momentum)
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            saved.append(m)
+            m.track_running_stats = False
+            handles.append(m.register_forward_pre_hook(update))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for m in saved:
+            m.track_running_stats = True
 
 
 @contextmanager
@@ -82,15 +115,19 @@ class MuridTeacher(nn.Module):
         self.mr = nn.ModuleDict({
             str(p): MutualRefinement(channels[p - 1], self.mr_cfg.tokens, self.mr_cfg.attn_dim,
                                      self.mr_cfg.alpha, self.mr_cfg.exchange_prob,
-                                     self.mr_cfg.bank_mode)
+                                     self.mr_cfg.bank_mode,
+                                     exchanges=self.mr_cfg.exchange_at == "points")
             for p in self.points
         })
+        # No parameters: the checkpoint layout is the same wherever the exchange stands.
+        self.output_exchange = (StatisticsExchange(self.mr_cfg.alpha, self.mr_cfg.exchange_prob)
+                                if self.mr_cfg.exchange_at == "output" else None)
         self.mr_enabled = self.mr_cfg.enabled
 
     # -- helpers -------------------------------------------------------------------------------
     @property
     def shared_norm(self) -> bool:
-        return self.mr_cfg.norm == "shared"
+        return self.mr_cfg.norm in ("shared", "shared-target")
 
     def _source_ctx(self, module: nn.Module):
         update = self.training and self.mr_cfg.source_running_stats
@@ -104,7 +141,11 @@ class MuridTeacher(nn.Module):
             if xs.shape[1:] != xt.shape[1:]:
                 raise ValueError("mr.norm 'shared' needs source and target crops of one size, not "
                                  f"{tuple(xs.shape[-2:])} and {tuple(xt.shape[-2:])}")
-            both = run(torch.cat([xs, xt]))
+            if self.mr_cfg.norm == "shared-target":
+                with running_stats_of_tail(module, xt.shape[0]):
+                    both = run(torch.cat([xs, xt]))
+            else:
+                both = run(torch.cat([xs, xt]))
             return both[: xs.shape[0]], both[xs.shape[0]:]
         with self._source_ctx(module):
             ys = run(xs)
@@ -146,6 +187,8 @@ class MuridTeacher(nn.Module):
                 xs, xt = self.mr[str(point)](xs, xt)
             if point in self.points:
                 feats_s[point], feats_t[point] = xs, xt
+        if self.mr_enabled and self.output_exchange is not None:
+            xs, xt = self.output_exchange(xs, xt)
         with self._source_ctx(self.net.classifier):  # no BN there today; kept for safety
             out_s = self._head(xs, source.shape[-2:])
         out_t = self._head(xt, target.shape[-2:])
