@@ -106,7 +106,9 @@ class CurriculumConfig:
     photometric: bool = True  # colour jitter and blur on training images (DACS)
     confidence_weighted: bool = True  # weight the pseudo-label loss by the confident fraction (DACS)
     # Loss weight of the pixels the user labelled (edits, region actions) against a kept
-    # pseudo-label's 1: a review corrects a few percent of the pixels (round_labels.HUMAN).
+    # pseudo-label's 1: a review corrects a few percent of the pixels (round_labels.HUMAN). The
+    # cpu-demo and paper presets say 10, with distill.edit_weight 10 and distill.relabel: +1.3 /
+    # +3.5 mIoU for a 2 % ranked review on SynthCity standard / hard (docs/BENCHMARKS.md, issue 15)
     edit_weight: float = 1.0
 
     @property
@@ -142,6 +144,7 @@ class DistillConfig:
     edit_weight: float = 1.0  # in that cross-entropy, the user's pixels against a pseudo-label's 1
     # A fresh distillation first has the final teacher label one more round (its labels, the
     # user's edits on top); false = the last curriculum round's labels, made before its training.
+    # The cpu-demo and paper presets say true (see curriculum.edit_weight)
     relabel: bool = False
     # Where the KL counts: 'all' pixels, only those the round 'kept' (above their class
     # threshold, or edited), or every pixel 'weighted' by the teacher's confidence there
