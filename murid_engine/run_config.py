@@ -142,9 +142,10 @@ class DistillConfig:
     source_ce_weight: float = 1.0  # weight of cross-entropy on source labels
     pseudo_ce_weight: float = 1.0  # weight of cross-entropy on the confident target pseudo-labels
     edit_weight: float = 1.0  # in that cross-entropy, the user's pixels against a pseudo-label's 1
-    # A fresh distillation first has the final teacher label one more round (its labels, the
-    # user's edits on top); false = the last curriculum round's labels, made before its training.
-    # The cpu-demo and paper presets say true (see curriculum.edit_weight)
+    # When the user has edited labels, a fresh distillation first has the final teacher label
+    # one more round (its labels, the user's edits on top); false = the last curriculum round's
+    # labels, made before its training. The cpu-demo and paper presets say true (see
+    # curriculum.edit_weight)
     relabel: bool = False
     # Where the KL counts: 'all' pixels, only those the round 'kept' (above their class
     # threshold, or edited), or every pixel 'weighted' by the teacher's confidence there

@@ -315,9 +315,13 @@ def test_a_project_without_rounds_gets_round_one_from_the_teacher(trained, tmp_p
     assert project.rounds() == [1]
 
 
-def test_relabel_has_the_final_teacher_label_one_round_more_once(trained, tmp_path):
+def test_relabel_has_the_final_teacher_label_one_round_more_once_when_the_user_edited(trained, tmp_path):
     import os
 
+    import numpy as np
+
+    from murid_engine.curriculum.rounds import EDIT_NONE, LABELS_DIR
+    from murid_engine.imageio import read_index_png
     from murid_engine.jobs import RoundReady
 
     project = _prepared(trained[1], tmp_path / "p", iterations=1, from_teacher=False)
@@ -327,6 +331,19 @@ def test_relabel_has_the_final_teacher_label_one_round_more_once(trained, tmp_pa
     last = project.latest_round()
     teacher = project.checkpoint_path("teacher")
     os.utime(teacher)  # the teacher trained after its last round was labelled, as it does
+    # No edits in the project: nothing for a relabelling to carry, so no round more.
+    assert project.edited_stems() == []
+    sink = CollectingSink()
+    assert StudentTrainer(project, sink).run()
+    assert sink.of_type(RoundReady) == [] and project.latest_round() == last
+    project.checkpoint_path("student").unlink()
+    project.checkpoint_path("latest_student").unlink()
+    # With the user's edits, the final teacher labels one round more.
+    stem = next(iter(project.read_round_info(last).images))
+    edit = np.full(read_index_png(project.round_dir(last) / LABELS_DIR / f"{stem}.png").shape,
+                   EDIT_NONE, np.uint8)
+    edit[:4, :10] = 13  # car
+    project.save_edit(stem, edit)
     sink = CollectingSink()
     assert StudentTrainer(project, sink).run()
     assert [e.round for e in sink.of_type(RoundReady)] == [last + 1] and project.latest_round() == last + 1

@@ -154,14 +154,17 @@ class StudentTrainer:
 
         A project without a round (no curriculum stage) gets round 1 labelled by the teacher
         now, so that the pseudo-label term (the only target signal of --no-distill) exists.
-        With `distill.relabel`, a fresh distillation first has the final teacher label one round
-        more, unless the latest round is newer than teacher.pt (made by it already): the last
-        curriculum round's labels came from the teacher before it trained on them — and on the
-        user's corrections of that round.
+        With `distill.relabel` and the user's edits in the project, a fresh distillation first
+        has the final teacher label one round more, unless the latest round is newer than
+        teacher.pt (made by it already): the last curriculum round's labels came from the teacher
+        before it trained on them — and on the user's corrections of that round. Without edits
+        the pass is skipped: it measured level there (docs/BENCHMARKS.md, issue 15) and costs a
+        pseudo-label pass.
         """
         project, target = self.project, self.domains.target
         r = self.dist.agree(project.latest_round)  # rank 0 decides for all
         relabel = self.dist.agree(lambda: fresh and self.cfg.distill.relabel and r is not None
+                                  and bool(project.edited_stems())
                                   and not self._made_by_final_teacher(r))
         if r is None or relabel:
             r = 1 if r is None else r + 1
