@@ -19,7 +19,7 @@ statistics of the target crops alone, so that evaluation uses the evaluated doma
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -141,10 +141,9 @@ class MuridTeacher(nn.Module):
             if xs.shape[1:] != xt.shape[1:]:
                 raise ValueError("mr.norm 'shared' needs source and target crops of one size, not "
                                  f"{tuple(xs.shape[-2:])} and {tuple(xt.shape[-2:])}")
-            if self.mr_cfg.norm == "shared-target":
-                with running_stats_of_tail(module, xt.shape[0]):
-                    both = run(torch.cat([xs, xt]))
-            else:
+            stats = (running_stats_of_tail(module, xt.shape[0]) if self.mr_cfg.norm == "shared-target"
+                     else nullcontext())
+            with stats:
                 both = run(torch.cat([xs, xt]))
             return both[: xs.shape[0]], both[xs.shape[0]:]
         with self._source_ctx(module):
