@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from murid_engine.errors import UserError
 from murid_engine.models.deeplab import ModelConfig
 from murid_engine.models.mutual_refinement import MRConfig
+from murid_engine.regions.scoring import RegionConfig
 from murid_engine.training.batches import AugmentConfig
 
 STAGES = ("warmup", "adapt", "curriculum", "distill")
@@ -202,6 +203,7 @@ class RunConfig:
     adapt: StageConfig = field(default_factory=lambda: StageConfig(iterations=1000, entropy_weight=0.01))
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # pseudo-label rounds
     distill: DistillConfig = field(default_factory=DistillConfig)  # the student
+    regions: RegionConfig = field(default_factory=RegionConfig)  # superpixels of each round's review queue
     optim: OptimConfig = field(default_factory=OptimConfig)  # the optimiser shared by all stages
     stages: tuple[str, ...] = STAGES  # the stages this run executes, in this order
     seed: int = 0  # seed of every random generator (torch, numpy, sampling)
@@ -229,6 +231,7 @@ class RunConfig:
         self.adapt.validate("adapt")
         self.curriculum.validate()
         self.distill.validate()
+        self.regions.validate()
         self.optim.validate()
         st = list(self.stages)
         _check(len(st) > 0 and st == [s for s in STAGES if s in st] and len(set(st)) == len(st),

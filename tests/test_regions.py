@@ -163,3 +163,24 @@ def test_superpixels_of_a_large_image_are_made_small_and_scaled_back_with_consec
     assert np.array_equal(np.unique(ids), np.arange(ids.max() + 1))
     left, right = set(np.unique(ids[:, :590]).tolist()), set(np.unique(ids[:, 610:]).tolist())
     assert not left & right
+
+
+def test_a_round_splits_its_images_as_the_project_config_says(project):
+    """`regions` in the project config reaches the pseudo-label pass: four times the minimum
+    number of regions, about four times the regions per image; a bad value is one sentence."""
+    def regions_per_image() -> float:
+        regions = RoundRegions.open(project.round_dir(project.latest_round()))
+        return len(regions.queue) / len(regions.stems)
+
+    assert murid("pseudo", "--project", project.root).code == 0
+    default = regions_per_image()
+    cfg = project.config
+    cfg.regions.min_regions = 4 * cfg.regions.min_regions
+    cfg.regions.region_pixels = 10 ** 9  # the minimum decides
+    project.save_config(cfg.validate())
+    assert murid("pseudo", "--project", project.root).code == 0
+    assert regions_per_image() > 2.5 * default
+
+    cfg.regions.min_regions = 0
+    with pytest.raises(Exception, match=r"^regions\.min_regions must be 1 or more, not 0$"):
+        cfg.validate()

@@ -50,14 +50,16 @@ QUEUE_DTYPE = np.dtype([("image", "<i4"), ("region", "<i4"), ("pixels", "<i4"), 
                         ("impurity", "<f4"), ("uncertainty", "<f4"), ("majority", "<i4")])
 
 
-@dataclass(frozen=True)
+@dataclass
 class RegionConfig:
-    """Superpixel settings: about one region per `region_pixels` pixels (SLIC's n_segments),
-    at least `min_regions` per image (64x64 px: 128 regions on a 1024x512 image, 512 on
-    2048x1024, so a 3,000-image round queues about 1.5 M regions, 42 MB)."""
+    """Superpixel settings of every round (the project config's `regions`): about one region
+    per `region_pixels` pixels (SLIC's n_segments), at least `min_regions` per image (64x64 px:
+    128 regions on a 1024x512 image, 512 on 2048x1024, so a 3,000-image round queues about
+    1.5 M regions, 42 MB). Smaller regions spend a review budget more precisely on the wrong
+    pixels at more regions (keys) per percent (docs/BENCHMARKS.md, issue 15)."""
     region_pixels: int = 4096
     min_regions: int = 16
-    compactness: float = 10.0
+    compactness: float = 10.0  # SLIC's colour against space balance: higher = squarer regions
     # SLIC runs on the image shrunk to at most this many pixels (512x256), its ids scaled back
     # by nearest neighbour: at 2048x1024 full-resolution SLIC costs ~25x more for boundaries
     # that differ by a few pixels on 64x64-pixel regions.
@@ -66,12 +68,21 @@ class RegionConfig:
     def segments(self, shape: tuple[int, int]) -> int:
         return max(self.min_regions, (shape[0] * shape[1]) // self.region_pixels)
 
+    def validate(self) -> None:
+        for key in ("region_pixels", "min_regions", "work_pixels"):
+            value = getattr(self, key)
+            if value < 1:
+                raise UserError(f"regions.{key} must be 1 or more, not {value}")
+        if not (self.compactness > 0 and np.isfinite(self.compactness)):
+            raise UserError(f"regions.compactness must be positive, not {self.compactness}")
 
-def superpixels(image: np.ndarray, config: RegionConfig = RegionConfig()) -> np.ndarray:
+
+def superpixels(image: np.ndarray, config: RegionConfig | None = None) -> np.ndarray:
     """Region ids 0..R-1 (int32, consecutive) of an H×W×3 uint8 image, by SLIC."""
     import cv2
     from skimage.segmentation import slic  # scikit-image loads only when a round is made
 
+    config = config or RegionConfig()
     h, w = image.shape[:2]
     scale = min(1.0, float(np.sqrt(config.work_pixels / max(h * w, 1))))
     work = image if scale >= 1.0 else cv2.resize(
@@ -123,11 +134,11 @@ def score_regions(regions: np.ndarray, pred: np.ndarray, level: np.ndarray,
 class RegionWriter:
     """Writes the regions of a round image by image; `finish` sorts and writes the queue."""
 
-    def __init__(self, round_dir: Path, num_classes: int, config: RegionConfig = RegionConfig()):
+    def __init__(self, round_dir: Path, num_classes: int, config: RegionConfig | None = None):
         self.dir = Path(round_dir) / REGIONS_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / QUEUE_FILE).unlink(missing_ok=True)  # a half-rewritten round has no stale queue
-        self.num_classes, self.config = num_classes, config
+        self.num_classes, self.config = num_classes, config or RegionConfig()
         self.stems: list[str] = []
         self._rows_path = self.dir / ".rows.tmp"
         self._rows = open(self._rows_path, "wb")
@@ -216,11 +227,11 @@ class RoundRegions:
 
 def round_region_stream(round_dir: Path, items: Iterable[tuple], target: Any,
                         size: tuple[int, int] | None, num_classes: int,
-                        config: RegionConfig = RegionConfig()) -> Iterator[tuple]:
+                        config: RegionConfig | None = None) -> Iterator[tuple]:
     """`with_regions` for a round of the dataset `target`: each image is read again (one at a
     time) and resized as the pseudo-label pass resized it, so regions and labels align."""
     from murid_engine.training.batches import resize_rgb
 
     index = {s.stem: i for i, s in enumerate(target.samples)}
-    writer = RegionWriter(round_dir, num_classes, config)
+    writer = RegionWriter(round_dir, num_classes, config or RegionConfig())
     return with_regions(items, lambda stem: resize_rgb(target.read_image(index[stem]), size), writer)

@@ -189,7 +189,8 @@ def label_round(project: Project, r: int, portion: float, model: torch.nn.Module
         if on_image is not None:
             stream = _reporting(stream, len(target), on_image)
         # Superpixels and their RIPU scores, image by image, before round.json marks the round done.
-        stream = round_region_stream(folder, stream, target, cfg.data.target_size, cfg.model.num_classes)
+        stream = round_region_stream(folder, stream, target, cfg.data.target_size, cfg.model.num_classes,
+                                     cfg.regions)
         try:
             summary = write_round(folder, stream, portion, cfg.curriculum.threshold_cap,
                                   override_ids(project.load_overrides()), project.edits_dir,
