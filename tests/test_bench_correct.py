@@ -97,3 +97,21 @@ def test_bench_correct_errors_are_one_line(trained, tmp_path):
     assert "--strategy takes" in murid("bench", "correct", "--project", trained[1],
                                        "--strategy", "best").error_line()
     assert "does not exist" in murid("bench", "correct", "--project", tmp_path / "nope").error_line()
+
+
+def test_bench_correct_set_changes_the_copies_not_the_project(trained, tmp_path):
+    before = Project.open(trained[1]).config
+    result = murid("bench", "correct", "--project", trained[1], "--budgets", "5", "--strategy", "ranked",
+                   "--workdir", tmp_path / "work", "--set", "regions.min_regions=64",
+                   "--set", "regions.region_pixels=1000000000", "--set", "curriculum.edit_weight=3")
+    assert result.code == 0, result.err
+    base = Project.open(tmp_path / "work" / "base")
+    assert base.config.regions.min_regions == 64 and base.config.curriculum.edit_weight == 3
+    assert Project.open(tmp_path / "work" / "ranked-5").config.regions.min_regions == 64
+    regions = RoundRegions.open(base.round_dir(base.latest_round()))
+    assert len(regions.queue) / len(regions.stems) > 40  # the finer regions labelled the round
+    assert Project.open(trained[1]).config == before
+    bad = murid("bench", "correct", "--project", trained[1], "--workdir", tmp_path / "bad",
+                "--set", "regions.min_regions=0")
+    assert bad.code != 0 and bad.error_line().endswith("regions.min_regions must be 1 or more, not 0")
+    assert not (tmp_path / "bad" / "base").exists()

@@ -112,6 +112,9 @@ class CorrectConfig:
     threads: int = 1
     uncorrected: bool = True
     oracle: bool = True
+    # `--set key=value` on the copies' config before the round is labelled (regions.*, the
+    # weights): what a setting would buy, measured without touching the project
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -144,6 +147,9 @@ def _prepare_base(cfg: CorrectConfig, sink: EventSink) -> tuple[Project, int]:
     from murid_engine.training.round_labels import label_round, round_portion
 
     source = Project.open(cfg.project)
+    if cfg.overrides:  # a bad --set fails before anything is copied
+        from murid_engine.config import apply_overrides
+        apply_overrides(source.config, list(cfg.overrides)).validate()
     if source.latest_checkpoint() is None or not source.checkpoint_path("teacher").is_file():
         raise UserError(f"{cfg.project} has no trained teacher to correct the labels of")
     c = source.config
@@ -156,6 +162,10 @@ def _prepare_base(cfg: CorrectConfig, sink: EventSink) -> tuple[Project, int]:
         raise UserError(f"{root} exists already; give another --workdir or remove it")
     shutil.copytree(cfg.project, root)
     base = Project.open(root)
+    if cfg.overrides:
+        from murid_engine.config import apply_overrides
+        base.save_config(apply_overrides(base.config, list(cfg.overrides)).validate())
+        base = Project.open(root)
     for stem in base.edited_stems():  # the runs start from the uncorrected labels
         base.edit_path(stem).unlink()
     r = (base.latest_round() or 0) + 1

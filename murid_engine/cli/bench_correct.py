@@ -2,6 +2,7 @@
 
     murid bench correct --project DIR [--budgets 0.5,1,2,5] [--strategy ranked,random]
                         [--workdir DIR] [--seconds-per-region S] [--threads N] [--json FILE]
+                        [--set KEY=VALUE ...]
 
 See murid_engine.bench.correct for what is run and measured.
 """
@@ -52,6 +53,9 @@ def register_correct(which) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy (0)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config setting of the copies, before their round is labelled (repeatable; "
+                        "e.g. regions.min_regions=64, curriculum.edit_weight=3)")
     p.set_defaults(run=run_correct_cmd)
 
 
@@ -69,7 +73,8 @@ def run_correct_cmd(args: argparse.Namespace) -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         cfg = CorrectConfig(args.project, workdir, tuple(args.budgets), tuple(args.strategy),
-                            args.seconds_per_region, args.seed, args.threads)
+                            args.seconds_per_region, args.seed, args.threads,
+                            overrides=tuple(args.overrides))
         result = run_correct(cfg)
     print(format_correct(result))
     if args.json_out:
