@@ -27,7 +27,7 @@ from murid_engine.regions.scoring import RoundRegions
 
 
 def wrong_pixels(base_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per queue row of the base's last round: its wrong pixels; and the round's whole count."""
+    """The wrong pixels of every queue row of the base's last round, and that queue."""
     base = Project.open(base_root)
     r = base.latest_round()
     regions = RoundRegions.open(base.round_dir(r))
