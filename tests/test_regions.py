@@ -11,7 +11,9 @@ import pytest
 from murid_engine.curriculum.rounds import EDIT_IGNORE, EDIT_NONE, PREDICTIONS_DIR
 from murid_engine.imageio import read_index_png
 from murid_engine.project import Overrides, Project
+from murid_engine.errors import UserError
 from murid_engine.regions import RegionConfig, RegionWriter, RoundRegions, score_regions
+from murid_engine.regions.scoring import with_regions
 from murid_engine.regions.actions import Action, apply_action, region_action
 from murid_engine.training.round_labels import FILL, HUMAN, NO_LOSS, split_human, training_maps
 from smoke_runs import copy_project, murid, shared_trained
@@ -73,6 +75,48 @@ def test_stored_queue_is_sorted_worst_first_and_matches_each_region_map(tmp_path
         assert sorted(rows["region"].tolist()) == list(range(int(rmap.max()) + 1))
         np.testing.assert_allclose(rows["score"], s.score[rows["region"]], rtol=1e-5, atol=1e-7)
         assert rows["pixels"].sum() == rmap.size
+
+
+def _stream_regions(round_dir, scenes, workers, consume=None):
+    items = [(stem, pred, level) for stem, (_, pred, level) in scenes.items()]
+    writer = RegionWriter(round_dir, num_classes=3, config=RegionConfig(region_pixels=256))
+    stream = with_regions(items, lambda stem: scenes[stem][0], writer, workers=workers)
+    passed = [item[0] for item in (stream if consume is None else consume(stream))]
+    return passed
+
+
+def test_regions_made_on_worker_threads_are_the_ones_made_inline_in_the_same_order(tmp_path):
+    rng = np.random.default_rng(1)
+    scenes = {f"img{i:02d}": _scene(rng) for i in range(9)}
+    assert _stream_regions(tmp_path / "inline", scenes, workers=0) == list(scenes)
+    assert _stream_regions(tmp_path / "pool", scenes, workers=3) == list(scenes)
+    inline, pool = RoundRegions.open(tmp_path / "inline"), RoundRegions.open(tmp_path / "pool")
+    assert pool.stems == inline.stems == list(scenes)
+    assert pool.queue.tobytes() == inline.queue.tobytes()  # rows, scores and order identical
+    for stem in scenes:
+        assert np.array_equal(pool.region_map(stem), inline.region_map(stem))
+
+
+def test_a_worker_error_or_a_stopped_round_leaves_no_queue_and_no_scratch_file(tmp_path):
+    rng = np.random.default_rng(2)
+    scenes = {f"img{i}": _scene(rng) for i in range(6)}
+    image, pred, level = scenes["img3"]
+    scenes["img3"] = (image[:, :-1], pred, level)  # its prediction is one pixel wider
+    with pytest.raises(UserError, match="image 'img3' is 95x48, its prediction 96x48"):
+        _stream_regions(tmp_path / "bad", scenes, workers=2)
+    assert not (tmp_path / "bad" / "regions" / "queue.npy").exists()
+    assert not list((tmp_path / "bad" / "regions").glob(".*"))
+
+    def stop_after_two(stream):
+        for n, item in enumerate(stream):
+            if n == 2:
+                stream.close()  # what a stop request does to the round's stream
+                return
+            yield item
+    scenes["img3"] = (image, pred, level)
+    assert _stream_regions(tmp_path / "stopped", scenes, workers=2, consume=stop_after_two) == ["img0", "img1"]
+    assert not (tmp_path / "stopped" / "regions" / "queue.npy").exists()
+    assert not list((tmp_path / "stopped" / "regions").glob(".*"))
 
 
 def test_apply_action_assign_accept_ignore():

@@ -22,7 +22,8 @@ Layout inside the round folder, `regions/`:
     index.json   the stems in order, the superpixel settings, the number of regions
 
 The queue is written once every image is done (temp file + rename, like every round file);
-while the round is written only one image is in memory and the per-region rows stream to a
+while the round is written a few images are in memory (superpixels run on worker threads beside
+the teacher's forward, at most 2 × workers images waiting) and the per-region rows stream to a
 scratch file, so memory does not grow with the number of images (the final sort holds 28 bytes
 per region).
 """
@@ -32,7 +33,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +147,10 @@ class RegionWriter:
         self._rows = open(self._rows_path, "wb")
 
     def add(self, stem: str, image: np.ndarray, pred: np.ndarray, level: np.ndarray) -> None:
+        self.append(stem, self.compute(stem, image, pred, level))
+
+    def compute(self, stem: str, image: np.ndarray, pred: np.ndarray, level: np.ndarray) -> RegionScores:
+        """One image's superpixels (their map written) and scores; safe on any thread."""
         if image.shape[:2] != pred.shape:
             raise UserError(f"image '{stem}' is {image.shape[1]}x{image.shape[0]}, its prediction "
                             f"{pred.shape[1]}x{pred.shape[0]}")
@@ -151,7 +158,10 @@ class RegionWriter:
         if int(regions.max()) > np.iinfo(np.uint16).max:
             raise UserError(f"image '{stem}' has more than 65535 regions; raise region_pixels")
         write_grey_png(self.dir / f"{stem}.png", regions.astype(np.uint16))
-        s = score_regions(regions, pred, level, self.num_classes)
+        return score_regions(regions, pred, level, self.num_classes)
+
+    def append(self, stem: str, s: RegionScores) -> None:
+        """The image's rows of the queue, in the order the images are appended."""
         rows = np.empty(len(s.pixels), QUEUE_DTYPE)
         rows["image"], rows["region"] = len(self.stems), np.arange(len(s.pixels))
         rows["pixels"], rows["score"] = s.pixels, s.score
@@ -178,10 +188,58 @@ class RegionWriter:
         Path(self._rows_path).unlink(missing_ok=True)
 
 
+def region_workers() -> int:
+    """Threads for the superpixels of a round: half the cores this process may use (the
+    teacher's forward has the rest), at least 1, at most 8. SLIC releases the GIL."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores // 2))
+
+
 def with_regions(items: Iterable[tuple], read_image: Callable[[str], np.ndarray],
-                 writer: RegionWriter) -> Iterator[tuple]:
-    """Pass the round's (stem, pred, conf, ...) items on, writing each image's regions first;
-    the queue is written when the items run out (before the round's labels and round.json)."""
+                 writer: RegionWriter, workers: int | None = None) -> Iterator[tuple]:
+    """Pass the round's (stem, pred, conf, ...) items on, writing each image's regions; the
+    queue is written when the items run out (before the round's labels and round.json).
+
+    Each image's superpixels are made on `workers` threads (default `region_workers()`) while
+    the next images are predicted; at most 2 × workers images wait, so memory stays bounded,
+    and the queue's rows keep the order of the items. 0 workers: on this thread, one by one."""
+    workers = region_workers() if workers is None else workers
+    if workers <= 0:
+        yield from _regions_inline(items, read_image, writer)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="regions")
+    pending: deque = deque()
+
+    def compute(stem: str, pred: np.ndarray, level: np.ndarray) -> RegionScores:
+        return writer.compute(stem, read_image(stem), pred, level)
+
+    def append_done(wait_for: int) -> None:  # the oldest first, so the rows stay in order
+        while pending and (len(pending) > wait_for or pending[0][1].done()):
+            stem, future = pending.popleft()
+            writer.append(stem, future.result())  # a worker's error is raised here
+
+    try:
+        for item in items:
+            stem, pred, level = item[0], np.asarray(item[1]), np.asarray(item[2])
+            pending.append((stem, pool.submit(compute, stem, pred, level)))
+            append_done(2 * workers)
+            yield item
+        append_done(0)
+    except BaseException:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)  # no thread writes into the round once it is removed
+        writer.abort()
+        raise
+    pool.shutdown(wait=True)
+    writer.finish()
+
+
+def _regions_inline(items: Iterable[tuple], read_image: Callable[[str], np.ndarray],
+                    writer: RegionWriter) -> Iterator[tuple]:
     try:
         for item in items:
             stem, pred, level = item[0], np.asarray(item[1]), np.asarray(item[2])
