@@ -35,7 +35,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,10 +207,7 @@ def with_regions(items: Iterable[tuple], read_image: Callable[[str], np.ndarray]
     the next images are predicted; at most 2 × workers images wait, so memory stays bounded,
     and the queue's rows keep the order of the items. 0 workers: on this thread, one by one."""
     workers = region_workers() if workers is None else workers
-    if workers <= 0:
-        yield from _regions_inline(items, read_image, writer)
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="regions")
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="regions") if workers > 0 else _Inline()
     pending: deque = deque()
 
     def compute(stem: str, pred: np.ndarray, level: np.ndarray) -> RegionScores:
@@ -238,17 +235,19 @@ def with_regions(items: Iterable[tuple], read_image: Callable[[str], np.ndarray]
     writer.finish()
 
 
-def _regions_inline(items: Iterable[tuple], read_image: Callable[[str], np.ndarray],
-                    writer: RegionWriter) -> Iterator[tuple]:
-    try:
-        for item in items:
-            stem, pred, level = item[0], np.asarray(item[1]), np.asarray(item[2])
-            writer.add(stem, read_image(stem), pred, level)
-            yield item
-    except BaseException:
-        writer.abort()
-        raise
-    writer.finish()
+class _Inline:
+    """An executor that runs each task at once on the calling thread (0 workers)."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
 
 
 # ------------------------------------------------------------------------------ reading
